@@ -1,0 +1,62 @@
+r"""e3nn-compatible O(3) machinery: irreps, rotations, Wigner matrices, spherical harmonics,
+Clebsch–Gordan tensor products, equivariant linear maps and gates.
+
+Conventions (identical to e3nn >= 0.5, see README "O(3) conventions"): polar axis +y, l = 1
+components in (x, y, z) order, Euler angles Y-X-Y, multiplicity-major feature layout, coupling
+tensors = Condon–Shortley Clebsch–Gordan coefficients moved to e3nn's real basis (with its
+(-i)^l phase) and normalised to Frobenius norm 1.
+
+Names are resolved lazily from the submodules listed in ``_EXPORTS`` so that importing
+``geomp_ref.o3`` stays cheap and never imports sympy.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    # irreps.py
+    "Irrep": "irreps",
+    "Irreps": "irreps",
+    # rotation.py
+    "angles_to_matrix": "rotation",
+    "matrix_to_angles": "rotation",
+    "axis_angle_to_matrix": "rotation",
+    "random_rotation": "rotation",
+    "random_orthogonal": "rotation",
+    "angles_to_matrix_vjp": "rotation",
+    "axis_angle_to_matrix_vjp": "rotation",
+    # wigner.py
+    "wigner_D": "wigner",
+    "wigner_3j": "wigner",
+    "change_basis_real_to_complex": "wigner",
+    "so3_generators": "wigner",
+    # spherical_harmonics.py
+    "spherical_harmonics": "spherical_harmonics",
+    "spherical_harmonics_vjp": "spherical_harmonics",
+    # tensor_product.py
+    "Instruction": "tensor_product",
+    "TensorProduct": "tensor_product",
+    "FullyConnectedTensorProduct": "tensor_product",
+    # linear.py
+    "Linear": "linear",
+    # gate.py
+    "gate": "gate",
+    "gate_vjp": "gate",
+    "Gate": "gate",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    mod = _EXPORTS.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'geomp_ref.o3' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{mod}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
