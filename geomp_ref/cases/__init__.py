@@ -60,7 +60,13 @@ class Case:
         Tolerance for the finite-difference VJP check (relative).
     sym_atol : float
         Tolerance on the symmetry error (relative to the output scale).
+    fd_eps : float
+        Step of the central differences.
     notes : str
+    extra : dict
+        Optional hooks: ``"takes_graph": False`` for blocks without a graph;
+        ``"from_molecule": fn(rng, molecule) -> (graph, inputs)`` builds the case on a shipped real
+        molecule (:mod:`geomp_ref.molecules`), used by ``geomp-ref verify``.
     """
 
     name: str
@@ -71,7 +77,7 @@ class Case:
     group: str
     vjp_rtol: float = 1e-7
     sym_atol: float = 1e-12
-    fd_eps: float = 1e-6
+    fd_eps: float = 1e-5
     notes: str = ""
     extra: dict = field(default_factory=dict)
 

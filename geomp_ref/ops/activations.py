@@ -65,8 +65,18 @@ def softplus_vjp(x, grad_y, threshold: float | None = None):
 
 
 def shifted_softplus(x, shift: float = LN2, threshold: float | None = None):
-    """``softplus(x) - ln 2`` (SchNet's ssp); zero at zero."""
-    return softplus(x, threshold) - shift
+    """``softplus(x) - ln 2`` (SchNet's ssp); zero at zero.
+
+    With the exact shift, ``log1p(expm1(x) / 2)`` is used for ``x <= 1``: it equals
+    ``log((1 + e^x) / 2)`` without the cancellation of ``softplus(x) - ln 2`` near 0 (full relative
+    accuracy there). Any other ``shift`` (e.g. ``LN2_PYG``) is subtracted literally.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = softplus(x, threshold) - shift
+    if shift == LN2:
+        small = x <= 1.0
+        y = np.where(small, np.log1p(np.expm1(np.minimum(x, 1.0)) / 2.0), y)
+    return y
 
 
 def shifted_softplus_vjp(x, grad_y, shift: float = LN2, threshold: float | None = None):
