@@ -46,7 +46,8 @@ def as_float64(x, name: str, *, ndim: int | tuple[int, ...] | None = None, finit
             )
     if finite:
         check_finite(arr, name)
-    return np.ascontiguousarray(arr)
+    # np.ascontiguousarray would turn a 0-d array into shape (1,)
+    return arr if arr.flags.c_contiguous else arr.copy(order="C")
 
 
 def check_finite(arr: np.ndarray, name: str) -> None:
