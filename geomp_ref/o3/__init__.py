@@ -18,6 +18,7 @@ _EXPORTS = {
     # irreps.py
     "Irrep": "irreps",
     "Irreps": "irreps",
+    "MulIr": "irreps",
     # rotation.py
     "angles_to_matrix": "rotation",
     "matrix_to_angles": "rotation",
@@ -26,6 +27,9 @@ _EXPORTS = {
     "random_orthogonal": "rotation",
     "angles_to_matrix_vjp": "rotation",
     "axis_angle_to_matrix_vjp": "rotation",
+    "matrix_x": "rotation",
+    "matrix_y": "rotation",
+    "matrix_z": "rotation",
     # wigner.py
     "wigner_D": "wigner",
     "wigner_3j": "wigner",
@@ -40,13 +44,18 @@ _EXPORTS = {
     "FullyConnectedTensorProduct": "tensor_product",
     # linear.py
     "Linear": "linear",
-    # gate.py
-    "gate": "gate",
-    "gate_vjp": "gate",
-    "Gate": "gate",
+    # gating.py (module not named gate: o3.gate is the function)
+    "gate": "gating",
+    "gate_vjp": "gating",
+    "Gate": "gating",
 }
 
 __all__ = sorted(_EXPORTS)
+
+# A function named like its module would be shadowed by the module object as soon as anything
+# imports the submodule; binding it eagerly here (numpy only, no sympy) keeps
+# ``o3.spherical_harmonics`` the function.
+from .spherical_harmonics import spherical_harmonics, spherical_harmonics_vjp  # noqa: E402
 
 
 def __getattr__(name: str):
