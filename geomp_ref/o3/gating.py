@@ -305,7 +305,7 @@ class Gate:
             )
         batch = x.shape[:-1]
         z = math.prod(batch)
-        x = x.reshape(z, -1)
+        x = x.reshape(z, self.irreps_in.dim)
         part_slices, act_s, act_g, bs, bg, rep, _ = self._plan
         s, g, y = (
             np.concatenate([x[:, a:b] for a, b in sl], axis=1) if sl else np.zeros((z, 0))
@@ -330,7 +330,7 @@ class Gate:
         z = cache.s.shape[0]
         grad_out = as_float64(grad_out, "grad_out")
         check_shape(grad_out, tuple(batch) + (self.irreps_out.dim,), "grad_out")
-        go = grad_out.reshape(z, -1)
+        go = grad_out.reshape(z, self.irreps_out.dim)
         part_slices, act_s, act_g, bs, bg, rep, copy_starts = self._plan
         ns = cache.s.shape[1]
         go_s, go_y = go[:, :ns], go[:, ns:]
