@@ -162,7 +162,7 @@ def register() -> list[Case]:
     )
     out.append(
         Case(
-            "LieConv/SE2-lifted",
+            "LiftedLieConv/SE2",
             LiftedLieConv("SE2", 3, 4, **small),
             _lifted("SE2", 3),
             ("node_scalar", "position", "stabiliser:SE2"),
@@ -173,7 +173,7 @@ def register() -> list[Case]:
     )
     out.append(
         Case(
-            "LieConv/SE3-lifted",
+            "LiftedLieConv/SE3",
             LiftedLieConv("SE3", 3, 4, **small),
             _lifted("SE3", 2),
             ("node_scalar", "position", "stabiliser:SE3"),

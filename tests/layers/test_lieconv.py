@@ -151,7 +151,7 @@ def test_sign_convention_against_lieconv_pairs(rng):
 
 def test_lifted_needs_transformed_stabilisers(rng):
     """Sensitivity: with the stabiliser samples held fixed the output is not invariant."""
-    case = next(c for c in CASES if c.name == "LieConv/SE3-lifted")
+    case = next(c for c in CASES if c.name == "LiftedLieConv/SE3")
     graph, inputs = case.make_inputs(rng, 6)
     params = case.layer.init(rng)
     errs = testing.symmetry_errors(
