@@ -10,7 +10,9 @@ Per graph b, with :math:`q^*_0 = 0 \in \mathbb{R}^{2C}` and :math:`(h_0, c_0) = 
     r_{t,b} = \sum_{i \in b} a_i x_i,\quad q^*_t = [q_t, r_t].
 
 Output :math:`q^*_T` of shape (B, 2C). :math:`\epsilon = 10^{-16}` reproduces PyG's ``softmax``
-(``eps=0`` the textbook form); the max shift :math:`M_b` carries no gradient. Empty graphs give
+(``eps=0`` the textbook form); with ``eps != 0`` the max shift :math:`M_b` changes the function
+slightly and its (tiny) gradient term is included, see
+:func:`geomp_ref.ops.scatter.scatter_softmax_vjp`. Empty graphs give
 :math:`r = 0`.
 
 Backward walks the steps in reverse, carrying the cotangents of :math:`h_t` and :math:`c_t` into the
