@@ -1,0 +1,232 @@
+"""Cases of the point-convolution family: SchNet (CFConv, interaction, model), PointConv and EGNN.
+
+Groups: CFConv / SchNetInteraction / SchNet and the distance-kernel PointConv are E(3)-invariant;
+the relative-kernel PointConv only translation-invariant ("T3", the counter-example); EGNN is
+E(3)-equivariant (h invariant, x a position, v a vector). The gcl-flavour EGNN cases use SiLU (as
+every EGNN model in vgsatorras/egnn passes its own activation; ReLU kinks would make finite
+differences unreliable) and ``coord_init_gain=1`` so that the coordinate path is exercised. Their
+finite-difference step is 1e-4: with attention the gradients of some leaves are small next to the
+loss, and at 1e-6 the round-off of the difference quotient (~1e-16 |L| / eps) dominates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..graph import radius_graph
+from ..layers.egnn import EGNN, EGNNLayer
+from ..layers.pointconv import PointConv
+from ..layers.schnet import CFConv, SchNet, SchNetInteraction
+from ..testing import random_points
+from . import Case
+from ._util import molecule_graph, num_graphs_for, random_cloud_graph
+
+C_IN = 4
+CUTOFF = 3.0  # SchNet cases: radius graph and cosine cutoff
+MAX_Z = 20
+
+
+def _clouds(rng, num_nodes, cutoff):
+    """Several random point clouds (minimum separation 0.7) and their radius graph at ``cutoff``."""
+    B = num_graphs_for(num_nodes)
+    sizes = np.full(B, num_nodes // B)
+    sizes[: num_nodes - sizes.sum()] += 1
+    pos = np.concatenate(
+        [random_points(rng, int(s), 3, min_dist=0.7) + 50.0 * k for k, s in enumerate(sizes)],
+        axis=0,
+    )
+    batch = np.repeat(np.arange(B), sizes)
+    return radius_graph(pos, cutoff, batch, num_graphs=B), pos
+
+
+def _schnet_node_inputs(rng, num_nodes):
+    graph, pos = _clouds(rng, num_nodes, CUTOFF)
+    return graph, (rng.normal(size=(num_nodes, C_IN)), pos)
+
+
+def _schnet_node_molecule(rng, mol):
+    graph, pos = molecule_graph(mol, CUTOFF)
+    return graph, (rng.normal(size=(len(mol.z), C_IN)), pos)
+
+
+def _schnet_inputs(rng, num_nodes):
+    graph, pos = _clouds(rng, num_nodes, CUTOFF)
+    return graph, (rng.integers(1, MAX_Z, size=num_nodes), pos)
+
+
+def _schnet_molecule(rng, mol):
+    graph, pos = molecule_graph(mol, CUTOFF)
+    return graph, (mol.z.copy(), pos)
+
+
+def _pointconv_inputs(rng, num_nodes):
+    graph, pos = random_cloud_graph(rng, num_nodes)
+    return graph, (rng.normal(size=(num_nodes, C_IN)), pos)
+
+
+def _egnn_maker(velocity: bool, edge_features: int):
+    def make(rng, num_nodes):
+        graph, pos = random_cloud_graph(rng, num_nodes)
+        inputs = (rng.normal(size=(num_nodes, C_IN)), pos)
+        if velocity:
+            inputs += (rng.normal(size=(num_nodes, 3)),)
+        if edge_features:
+            inputs += (rng.normal(size=(graph.num_edges, edge_features)),)
+        return graph, inputs
+
+    return make
+
+
+def _egnn_molecule_maker(velocity: bool, edge_features: int):
+    def make(rng, mol):
+        graph, pos = molecule_graph(mol)
+        n = len(mol.z)
+        inputs = (np.eye(C_IN)[mol.z % C_IN] + 0.1 * rng.normal(size=(n, C_IN)), pos)
+        if velocity:
+            inputs += (rng.normal(size=(n, 3)),)
+        if edge_features:
+            inputs += (rng.normal(size=(graph.num_edges, edge_features)),)
+        return graph, inputs
+
+    return make
+
+
+def _egnn_kinds(velocity: bool, edge_features: int):
+    return (
+        ("node_scalar", "position")
+        + (("vector",) if velocity else ())
+        + (("edge_scalar",) if edge_features else ())
+    )
+
+
+def register() -> list[Case]:
+    out = [
+        Case(
+            "CFConv/exact",
+            CFConv(C_IN, 5, 6, num_rbf=8, cutoff=CUTOFF),
+            _schnet_node_inputs,
+            ("node_scalar", "position"),
+            ("node_scalar",),
+            "E3",
+            notes="PyG CFConv: lin1 (no bias) -> fused filter sum -> lin2; exact constants",
+            extra={"from_molecule": _schnet_node_molecule},
+        ),
+        Case(
+            "CFConv/pyg",
+            CFConv(C_IN, 5, 6, num_rbf=8, cutoff=CUTOFF, constants="pyg"),
+            _schnet_node_inputs,
+            ("node_scalar", "position"),
+            ("node_scalar",),
+            "E3",
+            notes="PyG's float32-born ln2 / gamma / centres and torch's softplus threshold 20",
+        ),
+        Case(
+            "SchNetInteraction/exact",
+            SchNetInteraction(C_IN, 6, num_rbf=8, cutoff=CUTOFF),
+            _schnet_node_inputs,
+            ("node_scalar", "position"),
+            ("node_scalar",),
+            "E3",
+            extra={"from_molecule": _schnet_node_molecule},
+        ),
+        Case(
+            "SchNet/add",
+            SchNet(
+                hidden=6, num_filters=5, num_interactions=2, num_rbf=8, cutoff=CUTOFF, max_z=MAX_Z
+            ),
+            _schnet_inputs,
+            ("node_label", "position"),
+            ("graph_scalar",),
+            "E3",
+            notes="energy per graph, shape (B,); forces = -grad_pos",
+            extra={"from_molecule": _schnet_molecule},
+        ),
+        Case(
+            "SchNet/mean-pyg",
+            SchNet(
+                hidden=6,
+                num_filters=5,
+                num_interactions=2,
+                num_rbf=8,
+                cutoff=CUTOFF,
+                readout="mean",
+                max_z=MAX_Z,
+                constants="pyg",
+            ),
+            _schnet_inputs,
+            ("node_label", "position"),
+            ("graph_scalar",),
+            "E3",
+            extra={"from_molecule": _schnet_molecule},
+        ),
+        Case(
+            "PointConv/relative",
+            PointConv(C_IN, 5, (8, 8), "relative"),
+            _pointconv_inputs,
+            ("node_scalar", "position"),
+            ("node_scalar",),
+            "T3",
+            notes="counter-example: kernel of x_j - x_i is translation-invariant only",
+        ),
+        Case(
+            "PointConv/distance",
+            PointConv(C_IN, 5, (8, 8), "distance"),
+            _pointconv_inputs,
+            ("node_scalar", "position"),
+            ("node_scalar",),
+            "E3",
+        ),
+    ]
+    egnn_layers = {
+        "gcl": {"flavour": "gcl", "activation": "silu"},
+        "gcl-vel-att-norm-tanh": {
+            "flavour": "gcl",
+            "activation": "silu",
+            "velocity": True,
+            "attention": True,
+            "normalize": True,
+            "tanh": True,
+            "edge_features": 2,
+        },
+        "egnn_clean": {"flavour": "egnn_clean"},
+        "egnn_clean-norm-sum-att": {
+            "flavour": "egnn_clean",
+            "normalize": True,
+            "coords_agg": "sum",
+            "attention": True,
+            "edge_features": 2,
+        },
+    }
+    for name, kw in egnn_layers.items():
+        vel, ef = kw.get("velocity", False), kw.get("edge_features", 0)
+        out.append(
+            Case(
+                f"EGNNLayer/{name}",
+                EGNNLayer(C_IN, 8, coord_init_gain=1.0, **kw),
+                _egnn_maker(vel, ef),
+                _egnn_kinds(vel, ef),
+                ("node_scalar", "position"),
+                "E3",
+                fd_eps=1e-4,
+                extra={"from_molecule": _egnn_molecule_maker(vel, ef)},
+            )
+        )
+    egnn_models = {
+        "egnn_clean": {"flavour": "egnn_clean"},
+        "gcl-vel": {"flavour": "gcl", "activation": "silu", "velocity": True, "edge_features": 2},
+    }
+    for name, kw in egnn_models.items():
+        vel, ef = kw.get("velocity", False), kw.get("edge_features", 0)
+        out.append(
+            Case(
+                f"EGNN/{name}",
+                EGNN(C_IN, 8, 3, num_layers=2, coord_init_gain=1.0, **kw),
+                _egnn_maker(vel, ef),
+                _egnn_kinds(vel, ef),
+                ("node_scalar", "position"),
+                "E3",
+                fd_eps=1e-4,
+                extra={"from_molecule": _egnn_molecule_maker(vel, ef)},
+            )
+        )
+    return out
