@@ -28,6 +28,7 @@ from typing import Callable
 import numpy as np
 
 from .graph import Graph, make_graph
+from .params import flatten
 
 __all__ = [
     "check_vjp",
@@ -60,12 +61,9 @@ def _call_forward(layer, params, graph, inputs):
     return layer.forward(params, graph, *inputs)
 
 
-def _leaves(tree, prefix=""):
-    if isinstance(tree, dict):
-        for k in sorted(tree):
-            yield from _leaves(tree[k], f"{prefix}{k}/")
-    else:
-        yield prefix.rstrip("/"), tree
+def _leaves(tree):
+    """``(path, leaf)`` pairs in sorted ``"a/b"`` order (the same walk as :func:`params.flatten`)."""
+    return flatten(tree).items()
 
 
 def _set_leaf(tree, path, value):

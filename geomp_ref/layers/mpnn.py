@@ -39,6 +39,7 @@ import numpy as np
 from .._validate import as_float64
 from ..graph import Graph, edge_vectors, edge_vectors_vjp
 from ..ops import activations, dense, geometry, scatter
+from ..params import tree_map2, zeros_like
 from .base import Block, check_backend, check_params
 from .mlp import MLP
 from .nnconv import NNConv
@@ -189,8 +190,8 @@ class MPNN(Block):
             gc, (grad_h_conv, grad_e_t) = self.conv.backward(params["conv"], cache.conv[t], grad_c)
             grad_h = grad_h + grad_h_conv
             grad_e = grad_e + grad_e_t
-            grad_conv = gc if grad_conv is None else _add(grad_conv, gc)
-            grad_gru = gg if grad_gru is None else _add(grad_gru, gg)
+            grad_conv = gc if grad_conv is None else tree_map2(np.add, grad_conv, gc)
+            grad_gru = gg if grad_gru is None else tree_map2(np.add, grad_gru, gg)
         # reverses h0 = relu(f W_in + b_in)
         grad_z = activations.relu_vjp(cache.z_in, grad_h)
         grad_f, grad_W, grad_b = dense.linear_vjp(cache.f, params["W_in"], params["b_in"], grad_z)
@@ -204,23 +205,11 @@ class MPNN(Block):
         else:
             grad_pos = np.zeros((graph.num_nodes, cache.edge_vec.shape[1]))
         if grad_conv is None:  # steps == 0
-            grad_conv = _zeros(params["conv"])
-            grad_gru = _zeros(params["gru"])
+            grad_conv = zeros_like(params["conv"])
+            grad_gru = zeros_like(params["gru"])
         grads = {"W_in": grad_W, "b_in": grad_b, "conv": grad_conv, "gru": grad_gru,
                  "set2set": grad_s2s, "head": grad_head}
         return grads, (grad_f, grad_pos, grad_edge_attr)
-
-
-def _add(a, b):
-    if isinstance(a, dict):
-        return {k: _add(a[k], b[k]) for k in a}
-    return a + b
-
-
-def _zeros(tree):
-    if isinstance(tree, dict):
-        return {k: _zeros(v) for k, v in tree.items()}
-    return np.zeros_like(tree)
 
 
 # --- pairwise-MLP MPNNs --------------------------------------------------------------------
@@ -290,7 +279,7 @@ class _PairMPNN(Block):
         return out, PairMPNNCache(graph, f, edge_vec, msg_cache, agg, upd_cache)
 
     def backward(self, params, cache: PairMPNNCache, grad_out):
-        graph, f = cache.graph, cache.f
+        graph = cache.graph
         C = self.in_channels
         # reverses out = phi_f([f, agg])
         grad_upd, (grad_u,) = self.phi_f.backward(params["phi_f"], cache.upd, grad_out)
