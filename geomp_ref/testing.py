@@ -405,6 +405,8 @@ def _group_sampler(group: str):
 
 def _group_dim(group: str, inputs, kinds) -> int:
     for x, k in zip(inputs, kinds):
+        if x is None:
+            continue
         if k in ("position", "vector", "edge_vector"):
             return np.shape(x)[-1]
         if k == "pose":
@@ -413,6 +415,8 @@ def _group_dim(group: str, inputs, kinds) -> int:
 
 
 def _permute(x, kind, node_perm, edge_perm):
+    if x is None:  # an optional input left out (blocks take explicit None)
+        return None
     if kind.startswith("edge_"):
         return x[edge_perm]
     if kind.startswith("graph_"):
@@ -436,6 +440,8 @@ def _permutations(rng, graph: Graph):
 
 
 def _rel_err(a, b) -> float:
+    if a is None or b is None:
+        return 0.0 if a is None and b is None else float("inf")
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
@@ -459,15 +465,17 @@ def symmetry_errors(layer, params, graph, inputs, input_kinds, output_kinds, gro
     errs = {"transform": 0.0, "permutation": 0.0, "combined": 0.0}
     for trial in range(trials):
         Q, t = sampler(rng, dim, trial)
-        tin = tuple(_kind_transform(k)(x, k, Q, t) for x, k in zip(inputs, input_kinds))
+        tin = tuple(None if x is None else _kind_transform(k)(x, k, Q, t)
+                    for x, k in zip(inputs, input_kinds))
         tout = _as_tuple(_call_forward(layer, params, graph, tin)[0])
-        want = tuple(_kind_transform(k)(o, k, Q, t) for o, k in zip(out, output_kinds))
+        want = tuple(None if o is None else _kind_transform(k)(o, k, Q, t)
+                     for o, k in zip(out, output_kinds))
         errs["transform"] = max(errs["transform"], max(_rel_err(a, b) for a, b in zip(tout, want)))
         if graph is None:
             perm = rng.permutation(np.shape(inputs[0])[0])
-            pin = tuple(x[perm] for x in inputs)
+            pin = tuple(None if x is None else x[perm] for x in inputs)
             pout = _as_tuple(_call_forward(layer, params, None, pin)[0])
-            pwant = tuple(o[perm] for o in out)
+            pwant = tuple(None if o is None else o[perm] for o in out)
             errs["permutation"] = max(errs["permutation"], max(_rel_err(a, b) for a, b in zip(pout, pwant)))
             continue
         perm, eperm, pgraph = _permutations(rng, graph)

@@ -35,7 +35,7 @@ def test_mlp(rng):
     assert max(check_vjp(m, p, None, (x,), rng=rng).values()) < TOL
     with pytest.raises(ValueError, match="x must have shape"):
         m(p, np.ones((4, 2)))
-    with pytest.raises(ValueError, match="lacks key 'W1'"):
+    with pytest.raises(ValueError, match="lacks key.*'W1'"):
         m({"W0": p["W0"], "b0": p["b0"]}, x)
     with pytest.raises(ValueError, match="sizes"):
         MLP((3,))
