@@ -15,7 +15,7 @@ from geomp_ref.graph import complete_graph, make_graph
 from geomp_ref.layers.egnn import EGNN, EGNNLayer
 
 CASES = [
-    c for c in cases.cases("pointconv_egnn_schnet") if c.name.split("/")[0] in ("EGNNLayer", "EGNN")
+    c for c in cases.cases("egnn_schnet") if c.name.split("/")[0] in ("EGNNLayer", "EGNN")
 ]
 
 

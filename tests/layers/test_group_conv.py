@@ -10,11 +10,11 @@ from hypothesis import strategies as st
 
 from geomp_ref import testing
 from geomp_ref.cases import cases
-from geomp_ref.cases.lie_layers import grid_elements
+from geomp_ref.cases.group_conv import grid_elements
 from geomp_ref.graph import make_graph
 from geomp_ref.layers.group_conv import GroupConv, LiftingConv, grid_permutation, rotation_grid
 
-CASES = [c for c in cases("lie_layers") if c.name.startswith(("LiftingConv/", "GroupConv/"))]
+CASES = [c for c in cases("group_conv") if c.name.startswith(("LiftingConv/", "GroupConv/"))]
 IDS = [c.name for c in CASES]
 
 

@@ -21,7 +21,7 @@ from geomp_ref.layers.lieconv import (
 )
 from geomp_ref.lie import se2, se3
 
-CASES = [c for c in cases("lie_layers") if c.name.startswith(("LieConv/", "LiftedLieConv/"))]
+CASES = [c for c in cases("lieconv") if c.name.startswith(("LieConv/", "LiftedLieConv/"))]
 IDS = [c.name for c in CASES]
 
 

@@ -14,7 +14,7 @@ from geomp_ref import cases, testing
 from geomp_ref.graph import make_graph
 from geomp_ref.layers.pointconv import PointConv
 
-CASES = [c for c in cases.cases("pointconv_egnn_schnet") if c.name.startswith("PointConv/")]
+CASES = [c for c in cases.cases("pointconv") if c.name.startswith("PointConv/")]
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)

@@ -17,7 +17,7 @@ from geomp_ref.layers.position_orientation import (
     pair_invariants_vjp,
 )
 
-CASES = [c for c in cases("lie_layers") if c.name.startswith("PositionOrientationConv/")]
+CASES = [c for c in cases("group_conv") if c.name.startswith("PositionOrientationConv/")]
 IDS = [c.name for c in CASES]
 
 

@@ -17,7 +17,7 @@ from geomp_ref.layers.schnet import CFConv, SchNet, SchNetConstants, SchNetInter
 
 CASES = [
     c
-    for c in cases.cases("pointconv_egnn_schnet")
+    for c in cases.cases("egnn_schnet")
     if c.name.split("/")[0] in ("CFConv", "SchNetInteraction", "SchNet")
 ]
 

@@ -1,5 +1,5 @@
-r"""Cases of the "lift to the group" layers: LieConv, lifting / group convolutions on rotation
-grids, position-orientation convolutions.
+r"""Cases of the grid layers: lifting / group convolutions on rotation grids and
+position-orientation convolutions (LieConv's cases live in :mod:`geomp_ref.cases.lieconv`).
 
 Kinds registered here (see :mod:`geomp_ref.cases` for the shared vocabulary)
 --------------------------------------------------------------------------
@@ -11,8 +11,6 @@ Kinds registered here (see :mod:`geomp_ref.cases` for the shared vocabulary)
                          ``S2_icosahedron``, ``S2_fibonacci<n>`` (orientation grids).
 ``"graph_vector"``       (G, D) vectors shared by the whole batch (an orientation grid passed as
                          an input): ``v -> v Q^T``; not permuted with the nodes.
-``"stabiliser:SE2"``     (N, S) stabiliser angles: ``theta -> theta + angle(Q)``.
-``"stabiliser:SE3"``     (N, S, 3) stabiliser rotation vectors: ``Exp(s) -> Q Exp(s)``.
 
 Groups registered here: ``"T12xT3"``, ``"O24xT3"``, ``"I60xT3"``: a random non-identity element
 of the tetrahedral / octahedral / icosahedral rotation group
@@ -20,8 +18,7 @@ of the tetrahedral / octahedral / icosahedral rotation group
 
 What is exact and what is measured
 ----------------------------------
-LieConv cases are exact for SE(2)/SE(3) (left action on poses; for point clouds, with the
-stabiliser samples transformed too). Grid layers are exact for the grid's own group; for continuous
+Grid layers are exact for the grid's own group; for continuous
 rotations the error is measured by ``python3 benchmarks/group_conv_equivariance.py`` (not a case
 tolerance). Position-orientation cases with the grid passed as an input are exact for E(3)
 (3D) / SE(2) (2D); with a fixed polyhedral or uniform grid, exact for its rotation group.
@@ -35,7 +32,6 @@ import numpy as np
 
 from .. import testing
 from ..layers.group_conv import GroupConv, LiftingConv, grid_permutation, rotation_grid
-from ..layers.lieconv import LieConv, LiftedLieConv, stabiliser_samples
 from ..layers.position_orientation import PositionOrientationConv, orientation_grid
 from ..lie import grids
 from . import Case
@@ -65,15 +61,6 @@ def _graph_vector(x, kind, Q, t):
     return np.asarray(x) @ Q.T
 
 
-def _stabiliser(x, kind, Q, t):
-    group = kind.split(":", 1)[1]
-    if group == "SE2":
-        return np.asarray(x) + np.arctan2(Q[1, 0], Q[0, 0])
-    from ..lie import so3
-
-    return so3.log(Q @ so3.exp(x))
-
-
 def _polyhedral_sampler(name):
     def sample(rng, dim, trial):
         R = grids.so3_polyhedral(name)
@@ -85,33 +72,11 @@ def _polyhedral_sampler(name):
 
 testing.register_kind("grid:", _grid_kind)
 testing.register_kind("graph_vector", _graph_vector)
-testing.register_kind("stabiliser:", _stabiliser)
 for _name, _poly in (("T12xT3", "tetra"), ("O24xT3", "octa"), ("I60xT3", "icosa")):
     testing.register_group(_name, _polyhedral_sampler(_poly))
 
 
 # --- input makers -----------------------------------------------------------------------------
-
-
-def _poses(group):
-    def make(rng, n):
-        from ..lie import se2, se3
-
-        graph = testing.random_graph(rng, n, self_loops=True)
-        mod = se2 if group == "SE2" else se3
-        return graph, (rng.normal(size=(n, 3)), mod.random(rng, n))
-
-    return make
-
-
-def _lifted(group, samples):
-    def make(rng, n):
-        dim = 2 if group == "SE2" else 3
-        graph = testing.random_graph(rng, n)
-        stab = stabiliser_samples(rng, group, n, samples)
-        return graph, (rng.normal(size=(n, 3)), testing.random_points(rng, n, dim), stab)
-
-    return make
 
 
 def _points(dim, channels, grid_size=None):
@@ -137,52 +102,6 @@ def _points_ori(dim, grid_size, channels, ori):
 
 def register() -> list[Case]:
     out = []
-    small = {"kernel_hidden": (16, 16), "kernel_channels": 8}
-    out.append(
-        Case(
-            "LieConv/SE2-mean",
-            LieConv("SE2", 3, 4, **small),
-            _poses("SE2"),
-            ("node_scalar", "pose"),
-            ("node_scalar",),
-            "SE2",
-            notes="k(Log(g_i^-1 g_j)) on given SE(2) poses; exact under left action",
-        )
-    )
-    out.append(
-        Case(
-            "LieConv/SE3-sum",
-            LieConv("SE3", 3, 4, aggr="sum", **small),
-            _poses("SE3"),
-            ("node_scalar", "pose"),
-            ("node_scalar",),
-            "SE3",
-            notes="k(Log(g_i^-1 g_j)) on given SE(3) poses; exact under left action",
-        )
-    )
-    out.append(
-        Case(
-            "LiftedLieConv/SE2",
-            LiftedLieConv("SE2", 3, 4, **small),
-            _lifted("SE2", 3),
-            ("node_scalar", "position", "stabiliser:SE2"),
-            ("node_scalar",),
-            "SE2",
-            notes="point cloud lifted with 3 stabiliser samples (odd: no pair at pi)",
-        )
-    )
-    out.append(
-        Case(
-            "LiftedLieConv/SE3",
-            LiftedLieConv("SE3", 3, 4, **small),
-            _lifted("SE3", 2),
-            ("node_scalar", "position", "stabiliser:SE3"),
-            ("node_scalar",),
-            "SE3",
-            notes="point cloud lifted with 2 Haar stabiliser samples per point",
-        )
-    )
-
     out.append(
         Case(
             "LiftingConv/SO2_8",

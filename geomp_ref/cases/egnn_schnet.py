@@ -1,7 +1,6 @@
-"""Cases of the point-convolution family: SchNet (CFConv, interaction, model), PointConv and EGNN.
+"""Cases of SchNet (CFConv, interaction, model) and EGNN (PointConv: :mod:`.pointconv`).
 
-Groups: CFConv / SchNetInteraction / SchNet and the distance-kernel PointConv are E(3)-invariant;
-the relative-kernel PointConv only translation-invariant ("T3", the counter-example); EGNN is
+Groups: CFConv / SchNetInteraction / SchNet are E(3)-invariant; EGNN is
 E(3)-equivariant (h invariant, x a position, v a vector). The gcl-flavour EGNN cases use SiLU (as
 every EGNN model in vgsatorras/egnn passes its own activation; ReLU kinks would make finite
 differences unreliable) and ``coord_init_gain=1`` so that the coordinate path is exercised. Their
@@ -15,7 +14,6 @@ import numpy as np
 
 from ..graph import radius_graph
 from ..layers.egnn import EGNN, EGNNLayer
-from ..layers.pointconv import PointConv
 from ..layers.schnet import CFConv, SchNet, SchNetInteraction
 from ..testing import random_points
 from . import Case
@@ -57,11 +55,6 @@ def _schnet_inputs(rng, num_nodes):
 def _schnet_molecule(rng, mol):
     graph, pos = molecule_graph(mol, CUTOFF)
     return graph, (mol.z.copy(), pos)
-
-
-def _pointconv_inputs(rng, num_nodes):
-    graph, pos = random_cloud_graph(rng, num_nodes)
-    return graph, (rng.normal(size=(num_nodes, C_IN)), pos)
 
 
 def _egnn_maker(velocity: bool, edge_features: int):
@@ -158,23 +151,6 @@ def register() -> list[Case]:
             ("graph_scalar",),
             "E3",
             extra={"from_molecule": _schnet_molecule},
-        ),
-        Case(
-            "PointConv/relative",
-            PointConv(C_IN, 5, (8, 8), "relative"),
-            _pointconv_inputs,
-            ("node_scalar", "position"),
-            ("node_scalar",),
-            "T3",
-            notes="counter-example: kernel of x_j - x_i is translation-invariant only",
-        ),
-        Case(
-            "PointConv/distance",
-            PointConv(C_IN, 5, (8, 8), "distance"),
-            _pointconv_inputs,
-            ("node_scalar", "position"),
-            ("node_scalar",),
-            "E3",
         ),
     ]
     egnn_layers = {
