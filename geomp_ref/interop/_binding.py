@@ -20,12 +20,22 @@ Nothing here imports torch: the callables receive whatever the adapter's peer ob
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-__all__ = ["Binding", "InputLink", "ParamLink", "Tap", "identity", "transpose"]
+__all__ = [
+    "Binding",
+    "InputLink",
+    "ParamLink",
+    "Tap",
+    "identity",
+    "linear_links",
+    "reshaper",
+    "transpose",
+]
 
 
 def identity(a: np.ndarray) -> np.ndarray:
@@ -36,6 +46,27 @@ def identity(a: np.ndarray) -> np.ndarray:
 def transpose(a: np.ndarray) -> np.ndarray:
     """torch ``Linear`` stores (out, in), we store (in, out); the transpose is its own adjoint."""
     return np.swapaxes(a, -1, -2)
+
+
+def reshaper(shape: tuple):
+    """A link map that reshapes to ``shape`` (pair it with ``reshaper(other_shape)`` as adjoint)."""
+    shape = tuple(int(s) for s in shape)
+
+    def to_shape(a: np.ndarray) -> np.ndarray:
+        return np.reshape(a, shape)
+
+    return to_shape
+
+
+def linear_links(peer: str, weight: tuple, bias: tuple | None = None) -> list:
+    """The links of a torch ``Linear`` named ``peer`` (``"lin0"``) onto our (in, out) weight.
+
+    ``weight`` and ``bias`` are paths in our params tree; ``bias=None`` for a bias-free layer.
+    """
+    links = [ParamLink(f"{peer}.weight", tuple(weight), None, transpose, transpose)]
+    if bias is not None:
+        links.append(ParamLink(f"{peer}.bias", tuple(bias)))
+    return links
 
 
 @dataclass(frozen=True)
@@ -88,6 +119,13 @@ class InputLink:
     to_ours: Callable = identity
     to_peer: Callable = identity
 
+    def __post_init__(self):
+        if callable(self.block):
+            raise TypeError(
+                f"InputLink({self.peer!r}): block is a NumPy index, not a map; pass to_ours= and "
+                "to_peer= by keyword"
+            )
+
 
 @dataclass(frozen=True)
 class Tap:
@@ -102,16 +140,40 @@ class Tap:
     peer_value : callable
         ``peer_value(hook_output) -> tensor``: the tensor to compare from the submodule's forward
         output (e.g. ``lambda out: out[0]``).
+    call : int
+        Which invocation of the submodule during one forward (0 = the first): a submodule that
+        runs once per step (weights tied across steps) gets one tap per step.
     """
 
     peer: str
     ours: Callable
     peer_value: Callable = identity
+    call: int = 0
 
 
 @dataclass
 class Binding:
-    """Everything :func:`geomp_ref.interop.compare` needs for one module and one call."""
+    """Everything :func:`geomp_ref.interop.compare` needs for one module and one call.
+
+    Attributes
+    ----------
+    spec, params
+        Our block and its params (float64); ``spec.forward(params, graph, *inputs)``, or
+        ``spec.forward(params, *inputs)`` when ``graph`` is None (graph-free blocks).
+    graph : Graph or None
+    inputs : tuple
+        Our forward inputs, in order.
+    param_links, input_links : list
+        :class:`ParamLink` and :class:`InputLink` objects.
+    outputs : callable
+        ``outputs(peer_result) -> tuple of tensors`` in our output order and layout.
+    taps : list of Tap
+        In forward order.
+    notes : list of str
+        What the report should tell the reader about this conversion.
+    output_names : tuple of str
+        Row names of the outputs in the report (default ``output``, ``output[k]``).
+    """
 
     spec: Any
     params: dict
@@ -122,3 +184,4 @@ class Binding:
     outputs: Callable = identity
     taps: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    output_names: tuple = ()

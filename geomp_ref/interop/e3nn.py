@@ -1,9 +1,14 @@
 r"""Adapter: e3nn (PyTorch) modules -> geomp_ref specs and params.
 
-``from_e3nn(module) -> (spec, params)`` accepts ``e3nn.o3.TensorProduct`` (and its subclass
-``FullyConnectedTensorProduct``), ``e3nn.o3.Linear`` and ``e3nn.nn.Gate``; the per-type functions
-are :func:`tensor_product_from_e3nn`, :func:`linear_from_e3nn` and :func:`gate_from_e3nn`.
-Weights copy across unchanged (same flat layout), converted to float64 NumPy arrays.
+The adapter protocol (:func:`matches`, :func:`from_torch`, :func:`inputs_from_torch`,
+:func:`binding`, :func:`compare`) covers ``e3nn.o3.TensorProduct`` (and its subclasses with a
+two-input forward, e.g. ``FullyConnectedTensorProduct``), ``e3nn.o3.Linear`` and
+``e3nn.nn.Gate``, recognised by class name and structure. ``from_e3nn(module) -> (spec,
+params)`` is the older name of :func:`from_torch`; the per-type functions are
+:func:`tensor_product_from_e3nn`, :func:`linear_from_e3nn` and :func:`gate_from_e3nn`.
+Weights copy across unchanged (same flat layout), converted to float64 NumPy arrays. e3nn
+broadcasts the batch shapes of a tensor product's inputs; the binding broadcasts them for the
+oracle (which wants equal batch shapes) and sums the gradients back over the broadcast axes.
 
 What e3nn does not store is recovered from what it does store:
 
@@ -19,8 +24,10 @@ What e3nn does not store is recovered from what it does store:
   activations of :mod:`geomp_ref.o3.gating`; the spec uses ``normalize_act='e3nn'``, and the
   module's normalisation constants must equal the stored e3nn ones (else ``ValueError``).
 
-Cross-checks must build the e3nn module with ``torch.set_default_dtype(torch.float64)`` first
-(``reference/e3nn_conventions.md`` §11: a float32-built module keeps float32 CG buffers).
+Cross-checks in float64 must build the e3nn module under
+``torch.set_default_dtype(torch.float64)``: e3nn computes its Clebsch-Gordan buffers at
+construction in the default dtype, and a float32-built module keeps float32 buffers (and float32
+weights), which :func:`compare` reports as a float32 module.
 """
 
 from __future__ import annotations
@@ -29,7 +36,29 @@ import math
 
 import numpy as np
 
-__all__ = ["from_e3nn", "gate_from_e3nn", "linear_from_e3nn", "tensor_product_from_e3nn"]
+from ._binding import Binding, InputLink, ParamLink, reshaper
+from ._torch import bind_call, class_names, np64
+from .compare import bind_compare
+
+__all__ = [
+    "SUPPORTED",
+    "binding",
+    "compare",
+    "from_e3nn",
+    "from_torch",
+    "gate_from_e3nn",
+    "inputs_from_torch",
+    "linear_from_e3nn",
+    "matches",
+    "tensor_product_from_e3nn",
+]
+
+#: The module types this adapter converts.
+SUPPORTED = (
+    "e3nn.o3.TensorProduct (two-input subclasses, e.g. FullyConnectedTensorProduct)",
+    "e3nn.o3.Linear",
+    "e3nn.nn.Gate",
+)
 
 _MISSING = (
     "this adapter needs PyTorch and e3nn: pip install geomp-ref[peers] (or pip install torch e3nn)"
@@ -47,7 +76,26 @@ def _import_e3nn():
 
 
 def _np(t) -> np.ndarray:
-    return np.array(t.detach().cpu().double().numpy(), dtype=np.float64)
+    return np64(t)
+
+
+def _is_tp(module) -> bool:
+    need = ("irreps_in1", "irreps_in2", "irreps_out", "instructions")
+    return (
+        "TensorProduct" in class_names(module)
+        and "TensorSquare" not in class_names(module)
+        and all(hasattr(module, k) for k in need)
+    )
+
+
+def _is_linear(module) -> bool:
+    need = ("irreps_in", "irreps_out", "instructions", "internal_weights")
+    return "Linear" in class_names(module) and all(hasattr(module, k) for k in need)
+
+
+def _is_gate(module) -> bool:
+    need = ("act_scalars", "act_gates", "irreps_gated")
+    return "Gate" in class_names(module) and all(hasattr(module, k) for k in need)
 
 
 def _irreps_str(irreps) -> str:
@@ -62,10 +110,10 @@ def _close(a, b, rtol=1e-14) -> bool:
 
 def tensor_product_from_e3nn(module):
     """``(spec, params)`` for an ``e3nn.o3.TensorProduct`` / ``FullyConnectedTensorProduct``."""
-    _torch, o3, _ = _import_e3nn()
+    _import_e3nn()
     from ..o3.tensor_product import FullyConnectedTensorProduct, TensorProduct
 
-    if not isinstance(module, o3.TensorProduct):
+    if not _is_tp(module):
         raise TypeError(f"module must be an e3nn.o3.TensorProduct; got {type(module).__name__}")
     i1, i2, io = (
         _irreps_str(module.irreps_in1),
@@ -78,7 +126,7 @@ def tensor_product_from_e3nn(module):
         "shared_weights": bool(module.shared_weights),
     }
     spec = None
-    if isinstance(module, o3.FullyConnectedTensorProduct):
+    if "FullyConnectedTensorProduct" in class_names(module):
         for irrep_norm in ("component", "norm", "none"):
             for path_norm in ("element", "path", "none"):
                 cand = FullyConnectedTensorProduct(
@@ -110,10 +158,10 @@ def tensor_product_from_e3nn(module):
 
 def linear_from_e3nn(module):
     """``(spec, params)`` for an ``e3nn.o3.Linear`` (internal weights, no ``f_in``)."""
-    _torch, o3, _ = _import_e3nn()
+    _import_e3nn()
     from ..o3.linear import Linear
 
-    if not isinstance(module, o3.Linear):
+    if not _is_linear(module):
         raise TypeError(f"module must be an e3nn.o3.Linear; got {type(module).__name__}")
     if not module.internal_weights:
         raise ValueError(
@@ -165,10 +213,10 @@ def _identify_activation(f, torch) -> str | None:
 
 def gate_from_e3nn(module):
     """``(spec, {})`` for an ``e3nn.nn.Gate`` (spec with ``normalize_act='e3nn'``)."""
-    torch, _, enn = _import_e3nn()
+    torch, _, _ = _import_e3nn()
     from ..o3.gating import E3NN_CONSTANTS, Gate
 
-    if not isinstance(module, enn.Gate):
+    if not _is_gate(module):
         raise TypeError(f"module must be an e3nn.nn.Gate; got {type(module).__name__}")
     names = {}
     for part in ("act_scalars", "act_gates"):
@@ -201,14 +249,102 @@ def gate_from_e3nn(module):
 def from_e3nn(module):
     """``(spec, params)`` for an e3nn ``TensorProduct``, ``FullyConnectedTensorProduct``,
     ``Linear`` or ``Gate`` module."""
-    _torch, o3, enn = _import_e3nn()
-    if isinstance(module, o3.TensorProduct):
+    _import_e3nn()
+    if _is_tp(module):
         return tensor_product_from_e3nn(module)
-    if isinstance(module, o3.Linear):
+    if _is_linear(module):
         return linear_from_e3nn(module)
-    if isinstance(module, enn.Gate):
+    if _is_gate(module):
         return gate_from_e3nn(module)
     raise TypeError(
         "module must be an e3nn TensorProduct, FullyConnectedTensorProduct, Linear "
         f"or Gate; got {type(module).__name__}"
     )
+
+
+# --- the adapter protocol -----------------------------------------------------------------------
+
+
+def matches(module) -> bool:
+    """True for the e3nn module types of :data:`SUPPORTED` (by class name and structure)."""
+    return _is_tp(module) or _is_linear(module) or _is_gate(module)
+
+
+def from_torch(module):
+    """``(spec, params)``: same as :func:`from_e3nn`."""
+    return from_e3nn(module)
+
+
+def _broadcast(peer_shape: tuple, shape: tuple):
+    """``(to_ours, to_peer)``: broadcast a peer array to ``shape`` and the adjoint sum back."""
+    peer_shape, shape = tuple(peer_shape), tuple(shape)
+    lead = len(shape) - len(peer_shape)
+    padded = (1,) * lead + peer_shape
+    axes = tuple(k for k, (a, b) in enumerate(zip(padded, shape)) if a == 1 and b != 1)
+
+    def to_ours(a):
+        return np.broadcast_to(a, shape).copy()
+
+    def to_peer(g):
+        return np.sum(g, axis=axes, keepdims=True).reshape(peer_shape)
+
+    return to_ours, to_peer
+
+
+def _param_links(module, spec) -> list:
+    named = dict(module.named_parameters())
+    links = []
+    for key in ("weight", "bias"):
+        if key in named and named[key].numel():
+            shape = tuple(named[key].shape)
+            links.append(
+                ParamLink(key, (key,), None, reshaper((named[key].numel(),)), reshaper(shape))
+            )
+    return links
+
+
+def binding(module, *args, **kwargs):
+    """The :class:`~geomp_ref.interop.Binding` of one call of an e3nn module."""
+    _import_e3nn()
+    spec, params = from_e3nn(module)
+    links = _param_links(module, spec)
+    call = bind_call(module, args, kwargs)
+    names = list(call)
+    notes = []
+    if _is_tp(module):
+        x, y = call[names[0]], call[names[1]]
+        w = call.get("weight")
+        batch = np.broadcast_shapes(
+            tuple(x.shape[:-1]), tuple(y.shape[:-1]),
+            *([tuple(w.shape[:-1])] if w is not None and not spec.shared_weights else []),
+        )
+        inputs, links_in = [], []
+        for index, (key, t) in enumerate(((names[0], x), (names[1], y), ("weight", w))):
+            if t is None:
+                continue
+            want = tuple(batch) + (t.shape[-1],)
+            if key == "weight" and spec.shared_weights:
+                want = tuple(t.shape)
+            to_ours, to_peer = _broadcast(tuple(t.shape), want)
+            if tuple(t.shape) != want:
+                notes.append(f"{key}: batch shape {tuple(t.shape[:-1])} broadcast to {batch}")
+            inputs.append(to_ours(np64(t)))
+            get = lambda c, k=key: c[k]  # noqa: E731
+            links_in.append(InputLink(key, get, index, to_ours=to_ours, to_peer=to_peer))
+        inputs = tuple(inputs)
+    else:
+        if _is_linear(module) and call.get("weight") is not None:
+            raise ValueError("Linear: an external weight passed to forward is not supported")
+        key = names[0]
+        inputs = (np64(call[key]),)
+        links_in = [InputLink(key, lambda c: c[key], 0)]
+    return Binding(spec, params, None, inputs, links, links_in, lambda r: r, [], notes)
+
+
+def inputs_from_torch(module, *args, **kwargs):
+    """``(None, inputs)``: e3nn blocks take no graph."""
+    b = binding(module, *args, **kwargs)
+    return b.graph, b.inputs
+
+
+compare = bind_compare(__name__)

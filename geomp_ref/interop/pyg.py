@@ -1,147 +1,122 @@
-r"""PyTorch Geometric adapters: a PyG module -> our spec and params (torch imported lazily).
+r"""PyTorch Geometric adapters (and the torch recurrent cells PyG's examples use).
 
-:func:`schnet` converts ``torch_geometric.nn.models.SchNet``. What it maps:
+Supported module types (recognised by class name and structure, so vendored copies work):
 
-* weights: torch's ``Linear`` stores (out, in); ours are (in, out), so every weight is transposed
-  (``mlp.0`` -> ``filter/W0``, ``mlp.2`` -> ``filter/W1``, ``conv.lin1`` -> ``W_in``,
-  ``conv.lin2`` -> ``W_out``/``b_out``, ``lin`` -> ``W``/``b``, ``lin1``/``lin2`` -> ``W_out1``...);
-* constants: the module's own Gaussian ``offset`` buffer, ``gamma = -coeff`` and the
-  shifted-softplus ``shift`` are copied into a :class:`~geomp_ref.layers.schnet.SchNetConstants`
-  together with torch's softplus threshold 20, so the result matches the module bit for bit in its
-  constants whether it was built under float32 (PyG's float32-born ln 2 and gamma) or float64
-  default dtype (see variants_spec §3);
-* readout ``add``/``mean``; ``cutoff``; embedding size (PyG: 100).
+* ``torch_geometric.nn.models.SchNet`` -> :class:`~geomp_ref.layers.schnet.SchNet`
+  (:mod:`geomp_ref.interop._pyg_schnet`: weights, the module's own constants and interaction
+  graph; ``dipole``, ``mean``/``std``, ``atomref`` and ``scale`` raise);
+* ``torch_geometric.nn.NNConv`` -> :class:`~geomp_ref.layers.nnconv.NNConv`, ``Set2Set`` ->
+  :class:`~geomp_ref.layers.set2set.Set2Set`, and the Gilmer MPNN ``Net`` of PyG's
+  ``examples/qm9_nn_conv.py`` -> :class:`~geomp_ref.layers.mpnn.MPNN` (``mode="pyg"``)
+  (:mod:`geomp_ref.interop._pyg_mpnn`);
+* ``torch.nn.GRU`` (one layer) -> :class:`~geomp_ref.interop._torch_rnn.GRUSequence` and
+  ``torch.nn.GRUCell`` -> :class:`~geomp_ref.layers.recurrent.GRUCell`
+  (:mod:`geomp_ref.interop._torch_rnn`).
 
-Not converted: the interaction graph. PyG builds it with ``radius_graph(max_num_neighbors=32)``
-(a silent neighbour cap, pyg#2933) through torch-cluster; pass our graph (e.g.
-``spec.graph(pos, batch)``, no cap) to both sides, on the PyG side through
-``SchNet(interaction_graph=...)``. ``dipole``, ``mean``/``std``, ``atomref`` and ``scale`` are not
-supported and raise ``ValueError``.
+The module functions are the adapter protocol: :func:`matches`, :func:`from_torch`,
+:func:`inputs_from_torch`, :func:`binding` and :func:`compare`. :func:`schnet` is the older name
+of ``from_torch`` for SchNet.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from . import _pyg_mpnn as _mpnn
+from . import _pyg_schnet as _schnet
+from . import _torch_rnn as _rnn
+from ._torch import import_torch, params_from_links
+from .compare import bind_compare
 
-__all__ = ["schnet"]
+__all__ = [
+    "SUPPORTED",
+    "binding",
+    "compare",
+    "from_torch",
+    "inputs_from_torch",
+    "matches",
+    "schnet",
+]
+
+# (name, matches, convert(module, **options) -> (spec, links, notes), binding)
+_KINDS = (
+    ("Net (PyG qm9_nn_conv example)", _mpnn.qm9_net_matches, _mpnn.qm9_net_convert,
+     _mpnn.qm9_net_binding),
+    ("torch_geometric.nn.models.SchNet", _schnet.schnet_matches, _schnet.schnet_convert,
+     _schnet.schnet_binding),
+    ("torch_geometric.nn.NNConv", _mpnn.nnconv_matches, _mpnn.nnconv_convert,
+     _mpnn.nnconv_binding),
+    ("torch_geometric.nn.aggr.Set2Set", _mpnn.set2set_matches, _mpnn.set2set_convert,
+     _mpnn.set2set_binding),
+    ("torch.nn.GRUCell", _rnn.gru_cell_matches, _rnn.gru_cell_convert, _rnn.gru_cell_binding),
+    ("torch.nn.GRU", _rnn.gru_matches, _rnn.gru_convert, _rnn.gru_binding),
+)
+
+#: The module types this adapter converts.
+SUPPORTED = tuple(k[0] for k in _KINDS)
 
 
-def _import_torch():
-    try:
-        import torch
-        import torch_geometric  # noqa: F401
-    except ImportError as exc:
-        raise ImportError(
-            "geomp_ref.interop.pyg needs torch and torch_geometric: install the `peers` extra "
-            "(pip install 'geomp-ref[peers]')"
-        ) from exc
-    return torch
+def _kind(module):
+    for kind in _KINDS:
+        if kind[1](module):
+            return kind
+    raise TypeError(
+        f"geomp_ref.interop.pyg converts {', '.join(SUPPORTED)}; got {type(module).__name__}"
+    )
 
 
-def _np(t) -> np.ndarray:
-    return t.detach().cpu().to(dtype=__import__("torch").float64).numpy().copy()
+def matches(module) -> bool:
+    """True when this adapter converts ``module`` (class name and structure; no torch import)."""
+    return any(kind[1](module) for kind in _KINDS)
 
 
-def schnet(module, *, backend: str = "numpy"):
-    """Spec and params equivalent to a PyG ``SchNet`` module.
+def from_torch(module, **options):
+    """``(spec, params)`` equivalent to ``module`` (weights copied as float64).
 
-    Parameters
-    ----------
-    module : torch_geometric.nn.models.SchNet
-    backend : str
-        Backend of the returned spec.
-
-    Returns
-    -------
-    spec : geomp_ref.layers.schnet.SchNet
-        With ``constants`` = the module's own constants (a ``SchNetConstants``).
-    params : dict
-        float64 copies of the module's weights in our (in, out) layout.
+    ``options``: ``backend=`` for SchNet; ``steps=`` for the QM9 ``Net`` (its forward hard-codes
+    the number of message-passing steps).
 
     Raises
     ------
+    TypeError
+        Not a supported module type.
+    ValueError
+        An option the oracle cannot express (the message names it).
     ImportError
-        torch / torch_geometric are missing (the ``peers`` extra).
+        torch is missing (the ``peers`` extra).
+    """
+    import_torch()
+    spec, links, _ = _kind(module)[2](module, **options)
+    return spec, params_from_links(spec, module, links)
+
+
+def binding(module, *args, **kwargs):
+    """The :class:`~geomp_ref.interop.Binding` of one ``module(*args, **kwargs)`` call."""
+    import_torch()
+    return _kind(module)[3](module, *args, **kwargs)
+
+
+def inputs_from_torch(module, *args, **kwargs):
+    """``(graph, inputs)`` for ``spec.forward(params, graph, *inputs)`` from the peer's call
+    arguments (``graph`` is None for the graph-free GRU cells)."""
+    b = binding(module, *args, **kwargs)
+    return b.graph, b.inputs
+
+
+compare = bind_compare(__name__)
+
+
+def schnet(module, *, backend: str = "numpy"):
+    """``(spec, params)`` for a PyG ``SchNet`` (same as :func:`from_torch`).
+
+    Raises
+    ------
     TypeError
         ``module`` is not a PyG SchNet.
     ValueError
-        The module uses an option the oracle does not model (``dipole``, ``mean``/``std``,
-        ``atomref``, ``scale``) or a readout other than add/mean.
+        ``dipole``, ``mean``/``std``, ``atomref``, ``scale``, a readout other than add/mean.
     """
-    _import_torch()
-    from torch_geometric.nn.models import SchNet as PygSchNet
-
-    from ..layers.schnet import SchNet, SchNetConstants
-
-    if not isinstance(module, PygSchNet):
+    import_torch()
+    if not _schnet.schnet_matches(module):
         raise TypeError(
             f"module must be a torch_geometric.nn.models.SchNet; got {type(module).__name__}"
         )
-    if module.dipole:
-        raise ValueError("module: dipole=True is not supported by geomp_ref's SchNet")
-    if module.mean is not None or module.std is not None:
-        raise ValueError(
-            "module: mean/std rescaling is not supported; build the module with mean=std=None"
-        )
-    if module.atomref is not None:
-        raise ValueError("module: atomref is not supported; build the module with atomref=None")
-    if getattr(module, "scale", None) is not None:
-        raise ValueError("module: scale is not supported; leave module.scale = None")
-    readout = {"SumAggregation": "add", "MeanAggregation": "mean"}.get(
-        type(module.readout).__name__
-    )
-    if readout is None:
-        raise ValueError(
-            f"module: readout {type(module.readout).__name__} is not supported (add or mean)"
-        )
-    shifts = {float(module.act.shift)} | {float(b.act.shift) for b in module.interactions}
-    shifts |= {float(b.mlp[1].shift) for b in module.interactions}
-    if len(shifts) != 1:
-        raise ValueError(
-            f"module: shifted-softplus shifts differ between sub-modules: {sorted(shifts)}"
-        )
-    ds = module.distance_expansion
-    constants = SchNetConstants(
-        offsets=tuple(float(v) for v in _np(ds.offset)),
-        gamma=-float(ds.coeff),
-        shift=shifts.pop(),
-        softplus_threshold=20.0,  # F.softplus(beta=1, threshold=20)
-    )
-    emb = module.embedding.weight
-    spec = SchNet(
-        hidden=int(module.hidden_channels),
-        num_filters=int(module.num_filters),
-        num_interactions=int(module.num_interactions),
-        num_rbf=int(module.num_gaussians),
-        cutoff=float(module.cutoff),
-        readout=readout,
-        max_z=int(emb.shape[0]),
-        constants=constants,
-        backend=backend,
-    )
-    inter = {}
-    for t, blk in enumerate(module.interactions):
-        inter[str(t)] = {
-            "conv": {
-                "W_in": _np(blk.conv.lin1.weight).T.copy(),
-                "filter": {
-                    "W0": _np(blk.mlp[0].weight).T.copy(),
-                    "b0": _np(blk.mlp[0].bias),
-                    "W1": _np(blk.mlp[2].weight).T.copy(),
-                    "b1": _np(blk.mlp[2].bias),
-                },
-                "W_out": _np(blk.conv.lin2.weight).T.copy(),
-                "b_out": _np(blk.conv.lin2.bias),
-            },
-            "W": _np(blk.lin.weight).T.copy(),
-            "b": _np(blk.lin.bias),
-        }
-    params = {
-        "embedding": _np(emb),
-        "interactions": inter,
-        "W_out1": _np(module.lin1.weight).T.copy(),
-        "b_out1": _np(module.lin1.bias),
-        "W_out2": _np(module.lin2.weight).T.copy(),
-        "b_out2": _np(module.lin2.bias),
-    }
-    return spec, params
+    return from_torch(module, backend=backend)
