@@ -68,12 +68,16 @@ def _net(kind, grid, rng):
     def fwd(f, pos, graph):
         return layer(p, graph, np.repeat(f[:, None, :], G, axis=1), pos)
 
-    exact = None
     if name == "uniform":
-        exact = lambda r: _rot2(2 * np.pi * int(r.integers(1, num)) / num)
+        def exact(r):
+            return _rot2(2 * np.pi * int(r.integers(1, num)) / num)
     elif name in ("octahedron", "icosahedron"):
         Rg = grids.so3_polyhedral("octa" if name == "octahedron" else "icosa")
-        exact = lambda r: Rg[int(r.integers(1, len(Rg)))]
+
+        def exact(r):
+            return Rg[int(r.integers(1, len(Rg)))]
+    else:
+        exact = None
     return fwd, dim, exact
 
 

@@ -4,9 +4,9 @@ group, and the backward pass of the lifting and group layers.
 Forward (``geomp_ref/layers/group_conv.py``), edge j -> i, x = x_j - x_i, grid R_1..R_G::
 
     v[e,k]      = R_k^T x                                   (E, G, D)
-    kappa       = MLP_s(v)                                  (E, G, C)
+    kappa       = k(v)                                      (E, G, C)  kernel spec (an MLP here)
     h_j[k]      = f_j                                       lifting layer
-    h_j[k]      = (1/G) sum_l MLP_f(R_k^T R_l) * f_j[l]     group layer
+    h_j[k]      = (1/G) sum_l k_f(R_k^T R_l) * f_j[l]       group layer
     y_i[k]      = sum_{j -> i} kappa_ij[k] * h_j[k]         (fused weighted aggregation)
     out         = y W + b
 
@@ -48,7 +48,8 @@ import sympy as sp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from geomp_ref.graph import make_graph
-from geomp_ref.layers.group_conv import GroupConv, LiftingConv, rotation_grid
+from geomp_ref.layers.group_conv import GroupConv, LiftingConv
+from geomp_ref.lie.grids import rotation_grid
 
 TOL = 1e-12
 EDGES = np.array([[0, 1, 2, 2], [1, 2, 0, 1]])  # senders j (row 0) -> receivers i (row 1)
@@ -139,23 +140,23 @@ def check_layer(kind: str) -> float:
     Fs = sp.Matrix(N, 1 if kind == "lifting" else G, lambda a, b: sp.Symbol(f"f{a}{b}"))
     Ws = sp.Matrix(D, H, lambda a, b: sp.Symbol(f"w{a}{b}"))
     syms = list(X) + list(Fs) + list(Ws)
-    values = list(pos.ravel()) + list(f.reshape(N, -1).ravel()) + list(p["spatial"]["W0"].ravel())
+    values = list(pos.ravel()) + list(f.reshape(N, -1).ravel()) + list(p["kernel"]["W0"].ravel())
     if kind == "group":
         Wf = sp.Matrix(D * D, H, lambda a, b: sp.Symbol(f"u{a}{b}"))
         syms += list(Wf)
-        values += list(p["fiber"]["W0"].ravel())
+        values += list(p["fiber_kernel"]["W0"].ravel())
     Rs = [sp.Matrix(r.tolist()).applyfunc(_F) for r in R]
     y = [[0] * G for _ in range(N)]
     for j, i in EDGES.T:
         x = (X.row(int(j)) - X.row(int(i))).T
         for k in range(G):
-            kap = _mlp(p["spatial"], list(Rs[k].T * x), W0=Ws)[0]
+            kap = _mlp(p["kernel"], list(Rs[k].T * x), W0=Ws)[0]
             if kind == "lifting":
                 h = Fs[int(j), 0]
             else:
                 h = (
                     sum(
-                        _mlp(p["fiber"], list(Rs[k].T * Rs[m]), W0=Wf)[0] * Fs[int(j), m]
+                        _mlp(p["fiber_kernel"], list(Rs[k].T * Rs[m]), W0=Wf)[0] * Fs[int(j), m]
                         for m in range(G)
                     )
                     / G
@@ -179,10 +180,10 @@ def check_layer(kind: str) -> float:
         abs(vals[0] - np.sum(cot * out)) / abs(np.sum(cot * out)),
         _rel(g_pos, grad(X)),
         _rel(g_f.reshape(N, -1), grad(Fs)),
-        _rel(grads["spatial"]["W0"], grad(Ws)),
+        _rel(grads["kernel"]["W0"], grad(Ws)),
     ]
     if kind == "group":
-        errs.append(_rel(grads["fiber"]["W0"], grad(Wf)))
+        errs.append(_rel(grads["fiber_kernel"]["W0"], grad(Wf)))
     return max(errs)
 
 

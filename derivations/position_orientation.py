@@ -1,11 +1,12 @@
-r"""Lesson: the backward pass of the position-orientation (PONITA) convolution.
+r"""Lesson: the backward pass of the position-orientation (PONITA) convolution, its polynomial
+features and its radial window.
 
 Forward (``geomp_ref/layers/position_orientation.py``), edge j -> i, x = x_j - x_i, grid o_k::
 
     inv1[e,k] = x . o_k
     r[e,k]    = x - inv1 o_k ;  inv2[e,k] = |r|        (3D; 2D: inv2 = o_1 x_2 - o_2 x_1)
-    kappa     = MLP_s(inv1, inv2)                      (E, G, C)
-    A[k,l]    = o_k . o_l ;  kappa_f = MLP_f(A)        (G, G, C)
+    kappa     = k(inv1, inv2)                          (E, G, C)   kernel spec (an MLP here)
+    A[k,l]    = o_k . o_l ;  kappa_f = k_f(A)          (G, G, C)
     y1_i[k]   = sum_{j -> i} kappa_ij[k] * f_j[k]      (fused weighted aggregation)
     y2_i[l]   = (1/G) sum_k kappa_f[k,l] * y1_i[k]
     out       = y2 W + b
@@ -24,6 +25,22 @@ Reverse mode, bottom-up:
    (self-loops, x parallel to o) the norm has no derivative; the code uses the zero subgradient.
 5. ``x = x_j - x_i``: ``+g_x`` to the sender, ``-g_x`` to the receiver (``edge_vectors_vjp``).
 
+Non-separable (``separable=False``, ``mixing="full"``): one kernel on both orientations,
+``kappa[e,k,l] = k(inv1[e,k], inv2[e,k], A[k,l])`` read as a (C_out, C_in) matrix and
+``y_i[l] = sum_{j -> i} sum_k kappa_ij[k,l] f_j[k]``; its VJP contracts the cotangent with the
+other factor (``g_kappa[e,k,l] = g_y_i[l] f_j[k]^T``, ``g_f_j[k] += kappa[e,k,l]^T g_y_i[l]``) and
+sums the coordinate cotangents over the index each coordinate does not depend on (l for inv1,
+inv2; the edges for A).
+
+Polynomial features ``P(z) = [z, z (x) z, z (x) z (x) z]`` (row-major flattening): with
+``P_k[a n + j] = P_{k-1}[a] z[j]``, reverse mode gives ``g_P_{k-1}[a] += sum_j g_P_k[a n + j] z[j]``
+and ``g_z[j] += sum_a g_P_k[a n + j] P_{k-1}[a]``, from the top degree down.
+
+The window ``w(u) = 1 - (p+1)(p+2)/2 u^p + p(p+2) u^(p+1) - p(p+1)/2 u^(p+2)`` (u = d/r < 1, else
+0; p = 6 gives ``1 - 28u^6 + 48u^7 - 21u^8``) has ``w'(u) = -p(p+1)(p+2)/2 u^(p-1) (1-u)^2``: it
+and its first two derivatives vanish at u = 1 (the window joins 0 smoothly), and ``w'(0) = 0``
+(self-loops, d = 0, get no gradient through the distance).
+
 This script checks with SymPy:
 
 * ``derive_invariants``: step 4 and step 3 symbolically for generic (non-unit) x, o, 2D and 3D
@@ -31,7 +48,11 @@ This script checks with SymPy:
 * ``check_layer``: on a 3-node graph with 4 directed edges, G = 2 orientations (passed as an
   input) and width-1 kernel MLPs, the exact derivatives of ``L = <cotangent, out>`` with respect
   to every position, feature, orientation and the first spatial-kernel weight matrix, evaluated
-  at 30 digits, against ``PositionOrientationConv.backward`` (3D and 2D).
+  at 30 digits, against ``PositionOrientationConv.backward`` (3D and 2D);
+* ``check_nonseparable``: the same for ``separable=False, mixing="full"`` (3D);
+* ``derive_polynomial_features``: the reverse recursion above minus ``sympy.diff`` (degree 3,
+  n = 2), and ``derive_window``: the closed form of ``w'`` for symbolic p, the p = 6
+  coefficients and ``w(1) = w'(1) = w''(1) = 0``.
 
 Run: ``python3 derivations/position_orientation.py [--check]`` (about 10 s; exit 0 on success).
 """
@@ -49,6 +70,7 @@ import sympy as sp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from geomp_ref.graph import make_graph
+from geomp_ref.layers.kernels import MLPKernel
 from geomp_ref.layers.position_orientation import PositionOrientationConv
 
 TOL = 1e-12
@@ -128,7 +150,7 @@ def check_layer(dim: int) -> float:
     cot = rng.normal(size=(N, G, Co))
     graph = make_graph(EDGES, N)
     out, cache = layer.forward(p, graph, f, pos, ori)
-    grads, (g_f, g_pos, g_ori) = layer.backward(p, cache, cot)
+    grads, (g_f, g_pos, g_ori, _, _) = layer.backward(p, cache, cot)
 
     X = sp.Matrix(N, dim, lambda a, b: sp.Symbol(f"x{a}{b}"))
     Fs = sp.Matrix(N, G, lambda a, b: sp.Symbol(f"f{a}{b}"))  # C = 1
@@ -137,7 +159,7 @@ def check_layer(dim: int) -> float:
     subs = {X[a, b]: _F(pos[a, b]) for a in range(N) for b in range(dim)}
     subs.update({Fs[a, k]: _F(f[a, k, 0]) for a in range(N) for k in range(G)})
     subs.update({O[a, b]: _F(ori[a, b]) for a in range(G) for b in range(dim)})
-    subs.update({W0[a, b]: _F(p["spatial"]["W0"][a, b]) for a in range(2) for b in range(H)})
+    subs.update({W0[a, b]: _F(p["kernel"]["W0"][a, b]) for a in range(2) for b in range(H)})
 
     # forward from the docstring equations
     y1 = [[0] * G for _ in range(N)]
@@ -151,9 +173,12 @@ def check_layer(dim: int) -> float:
                 inv2 = sp.sqrt(r.dot(r))
             else:
                 inv2 = o[0] * xv[1] - o[1] * xv[0]
-            kap = _mlp(p["spatial"], [inv1, inv2], 3, W0=W0)[0]
+            kap = _mlp(p["kernel"], [inv1, inv2], 3, W0=W0)[0]
             y1[int(i)][k] += kap * Fs[int(j), k]
-    kf = [[_mlp(p["fiber"], [O.row(k).dot(O.row(m))], 2)[0] for m in range(G)] for k in range(G)]
+    kf = [
+        [_mlp(p["fiber_kernel"], [O.row(k).dot(O.row(m))], 2)[0] for m in range(G)]
+        for k in range(G)
+    ]
     L = 0
     for n in range(N):
         for m in range(G):
@@ -162,7 +187,12 @@ def check_layer(dim: int) -> float:
                 L += _F(cot[n, m, c]) * (y2 * _F(p["W"][0, c]) + _F(p["b"][c]))
 
     syms = list(X) + list(Fs) + list(O) + list(W0)
-    values = [subs[v] for v in syms]
+    return _compare(L, syms, [subs[v] for v in syms], np.sum(cot * out), [
+        (g_pos, X), (g_f[..., 0], Fs), (g_ori, O), (grads["kernel"]["W0"], W0)])
+
+
+def _compare(L, syms, values, L_num, pairs) -> float:
+    """Max relative error of ``L`` and of each hand gradient against SymPy at 30 digits."""
     # differentiate symbolically, evaluate at 30 digits (mpmath) through one common-subexpression
     # eliminated function: much faster than substituting into every derivative tree
     fn = sp.lambdify(syms, [L] + [sp.diff(L, v) for v in syms], modules="mpmath", cse=True)
@@ -173,14 +203,80 @@ def check_layer(dim: int) -> float:
     def grad(M):
         return np.array([[dL[M[a, b]] for b in range(M.shape[1])] for a in range(M.shape[0])])
 
-    err = abs(Lv - np.sum(cot * out)) / abs(np.sum(cot * out))
-    return max(
-        err,
-        _rel(g_pos, grad(X)),
-        _rel(g_f[..., 0], grad(Fs)),
-        _rel(g_ori, grad(O)),
-        _rel(grads["spatial"]["W0"], grad(W0)),
-    )
+    return max([abs(Lv - L_num) / abs(L_num)] + [_rel(g, grad(M)) for g, M in pairs])
+
+
+def check_nonseparable() -> float:
+    """``separable=False, mixing="full"`` in 3D: forward from the equations, SymPy gradients."""
+    rng = np.random.default_rng(11)
+    G, C, Co, N = 2, 1, 2, 3
+    # an affine kernel keeps SymPy fast; what is checked is how the coordinate cotangents are
+    # gathered (over l for inv1/inv2, over the edges for A) and the (C_out, C_in) contraction
+    kernel = MLPKernel(3, Co * C, hidden=())
+    layer = PositionOrientationConv(C, Co, num_ori=G, separable=False, mixing="full", kernel=kernel)
+    p = layer.init(rng)
+    pos, f = rng.normal(size=(N, 3)), rng.normal(size=(N, G, C))
+    ori = layer.ori + 0.1 * rng.normal(size=(G, 3))
+    cot = rng.normal(size=(N, G, Co))
+    out, cache = layer.forward(p, make_graph(EDGES, N), f, pos, ori)
+    grads, (g_f, g_pos, g_ori, _, _) = layer.backward(p, cache, cot)
+    X = sp.Matrix(N, 3, lambda a, b: sp.Symbol(f"x{a}{b}"))
+    Fs = sp.Matrix(N, G, lambda a, b: sp.Symbol(f"f{a}{b}"))
+    O = sp.Matrix(G, 3, lambda a, b: sp.Symbol(f"o{a}{b}"))
+    W0 = sp.Matrix(3, Co, lambda a, b: sp.Symbol(f"w{a}{b}"))
+    L = 0
+    for j, i in EDGES.T:
+        xv = X.row(int(j)) - X.row(int(i))
+        for k in range(G):  # the summed (sender's) orientation
+            o = O.row(k)
+            inv1 = xv.dot(o)
+            r = xv - inv1 * o
+            inv2 = sp.sqrt(r.dot(r))
+            for m in range(G):
+                kap = _mlp(p["kernel"], [inv1, inv2, o.dot(O.row(m))], 1, W0=W0)  # Co x C_in=1
+                for d in range(Co):
+                    L += _F(cot[int(i), m, d]) * kap[d] * Fs[int(j), k]
+    L += sum(_F(cot[n, m, d]) * _F(p["b"][d]) for n in range(N) for m in range(G)
+             for d in range(Co))
+    syms = list(X) + list(Fs) + list(O) + list(W0)
+    values = list(pos.ravel()) + list(f[..., 0].ravel()) + list(ori.ravel())
+    values += list(p["kernel"]["W0"].ravel())
+    return _compare(L, syms, values, np.sum(cot * out), [
+        (g_pos, X), (g_f[..., 0], Fs), (g_ori, O), (grads["kernel"]["W0"], W0)])
+
+
+def derive_polynomial_features():
+    """The reverse recursion for ``P(z)`` (degree 3, n = 2) minus ``sympy.diff``: list of 0."""
+    z = sp.symbols("z0:2", real=True)
+    n, degree = 2, 3
+    terms = [list(z)]
+    for _ in range(1, degree):
+        terms.append([a * zj for a in terms[-1] for zj in z])  # P_k[a n + j] = P_{k-1}[a] z_j
+    gs = [sp.symbols(f"g{k}_0:{n ** (k + 1)}", real=True) for k in range(degree)]
+    L = sum(g * t for gk, tk in zip(gs, terms) for g, t in zip(gk, tk))
+    grad_z = [0] * n
+    carry = [0] * n**degree
+    for k in range(degree - 1, 0, -1):
+        gk = [gs[k][q] + carry[q] for q in range(n ** (k + 1))]
+        for j in range(n):
+            grad_z[j] += sum(gk[a * n + j] * terms[k - 1][a] for a in range(n**k))
+        carry = [sum(gk[a * n + j] * z[j] for j in range(n)) for a in range(n**k)]
+    hand = [grad_z[j] + gs[0][j] + carry[j] for j in range(n)]
+    return [sp.expand(h - sp.diff(L, zj)) for h, zj in zip(hand, z)]
+
+
+def derive_window():
+    """``w'`` closed form (symbolic p), the p = 6 coefficients and ``w = w' = w'' = 0`` at u = 1."""
+    u, p = sp.symbols("u p", positive=True)
+
+    def w(p):
+        return (1 - (p + 1) * (p + 2) / 2 * u**p + p * (p + 2) * u ** (p + 1)
+                - p * (p + 1) / 2 * u ** (p + 2))
+
+    out = [sp.simplify(sp.diff(w(p), u) + p * (p + 1) * (p + 2) / 2 * u ** (p - 1) * (1 - u) ** 2)]
+    out.append(sp.expand(w(6) - (1 - 28 * u**6 + 48 * u**7 - 21 * u**8)))
+    out += [sp.diff(w(6), u, k).subs(u, 1) for k in range(3)]
+    return out
 
 
 def main(argv=None) -> int:
@@ -192,12 +288,18 @@ def main(argv=None) -> int:
         good = diff == sp.zeros(*diff.shape)
         ok &= good
         print(f"{name:10s} hand formula - sympy.diff = {list(diff)}  {'ok' if good else 'FAIL'}")
-    for dim in (3, 2):
-        err = check_layer(dim)
+    for name, diffs in (("polynomial features VJP", derive_polynomial_features()),
+                        ("window derivative and end values", derive_window())):
+        good = all(d == 0 for d in diffs)
+        ok &= good
+        print(f"{name}: hand formula - sympy = {diffs}  {'ok' if good else 'FAIL'}")
+    for label, fn in (("D=3", lambda: check_layer(3)), ("D=2", lambda: check_layer(2)),
+                      ("D=3 non-separable full", check_nonseparable)):
+        err = fn()
         good = err <= TOL
         ok &= good
         print(
-            f"layer grads (pos, f, ori, spatial W0), D={dim}: max rel err vs SymPy {err:.2e}  "
+            f"layer grads (pos, f, ori, kernel W0), {label}: max rel err vs SymPy {err:.2e}  "
             f"{'ok' if good else 'FAIL'}"
         )
     return 0 if ok else 1

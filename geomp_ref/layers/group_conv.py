@@ -1,7 +1,8 @@
 r"""Regular group convolutions on a rotation grid: the lifting layer and the group layer.
 
-A rotation grid :math:`\{R_1, \dots, R_G\} \subset SO(D)` (``rotation_grid(name)``) carries
-signals ``f`` of shape (N, G, C): ``f[n, k]`` is the value at the pose :math:`(R_k, x_n)`. With
+A rotation grid :math:`\{R_1, \dots, R_G\} \subset SO(D)`
+(:func:`geomp_ref.lie.grids.rotation_grid`) carries signals ``f`` of shape (N, G, C): ``f[n, k]``
+is the value at the pose :math:`(R_k, x_n)`. With
 :math:`x_{ij} = x_j - x_i` (``edge_vec``, the library's sign; sender j, receiver i):
 
 .. math::
@@ -12,12 +13,15 @@ signals ``f`` of shape (N, G, C): ``f[n, k]`` is the value at the pose :math:`(R
     \text{group:}\quad out_i(R_k) &= \Big(\sum_{j} \kappa\big(R_k^{-1} x_{ij}\big) \odot
         \frac1G \sum_l \kappa^f\big(R_k^{-1} R_l\big) \odot f_j(R_l)\Big) W + b,
 
-with :math:`\kappa = \mathrm{MLP}_s : \mathbb{R}^D \to \mathbb{R}^{C_{in}}` and
-:math:`\kappa^f = \mathrm{MLP}_f` on the entries of the relative rotation (a D x D matrix,
-flattened). The group kernel :math:`k(v, h) = \kappa(v) \odot \kappa^f(h)` is separable and
-depthwise, followed by the channel mixing ``W`` (the structure of PONITA's fibre-bundle
-convolution, variants_spec §7, §9, with :math:`S^2` replaced by a grid on SO(D)); it is a special
-case of the general :math:`k(R_i^{-1}(x_j - x_i), R_i^{-1} R_j)`.
+with :math:`\kappa : \mathbb{R}^D \to \mathbb{R}^{C_{in}}` the spatial kernel (the ``kernel``
+field, a spec of :mod:`geomp_ref.layers.kernels`; default an MLP ``D -> hidden -> hidden ->
+C_in``) and :math:`\kappa^f : \mathbb{R}^{D^2} \to \mathbb{R}^{C_{in}}` the fibre kernel on the
+entries of the relative rotation (``fiber_kernel``; the D x D matrix flattened row-major; default
+an MLP ``D*D -> hidden -> C_in``). The group kernel :math:`k(v, h) = \kappa(v) \odot \kappa^f(h)`
+is separable and depthwise, followed by the channel mixing ``W``: the structure of PONITA's
+separable fibre-bundle convolution with :math:`S^2` replaced by a grid on SO(D), and a special
+case of the general :math:`k(R_i^{-1}(x_j - x_i), R_i^{-1} R_j)`. A B-spline kernel
+(``BSplineKernel(in_dim=D, ...)``) gives Bekkers' B-spline group convolution.
 
 Symmetry
 --------
@@ -25,13 +29,15 @@ For a rotation :math:`Q` in the grid's own group (``"SO2_<n>"``: the cyclic grou
 :math:`C_m` for every m dividing n; ``"SO3_tetra"`` / ``"SO3_octa"`` / ``"SO3_icosa"``: the
 tetrahedral (12), octahedral (24), icosahedral (60) rotation groups) and any translation ``t``:
 :math:`out'(R_k) = out(Q^{-1} R_k)` exactly, where the inputs transform the same way
-(positions :math:`x \mapsto Qx + t`; grid signals permuted by :math:`f'(R_k) = f(Q^{-1} R_k)`, the
-kind ``"grid:<name>"``). For continuous rotations there is no exact permutation; the invariance
-error of the grid mean shrinks with G (``benchmarks/group_conv_equivariance.py``).
+(positions :math:`x \mapsto Qx + t`; grid signals permuted by :math:`f'(R_k) = f(Q^{-1} R_k)`,
+:func:`geomp_ref.lie.grids.grid_permutation`, the kind ``"grid:<name>"``). For continuous
+rotations there is no exact permutation; the invariance error of the grid mean shrinks with G
+(``benchmarks/group_conv_equivariance.py``).
 
 Backward (reverse line order; proof: ``derivations/group_conv.py``):
-:math:`\bar v_{k} = \mathrm{MLP}_s^T(\bar\kappa)`, :math:`\bar x_{ij} = \sum_k R_k \bar v_{k}`, then
-``edge_vectors_vjp``; the aggregation's VJP is the fused kernel on the reversed graph;
+:math:`\bar v_{k} = \kappa^T(\bar\kappa)` (the kernel's VJP),
+:math:`\bar x_{ij} = \sum_k R_k \bar v_{k}`, then ``edge_vectors_vjp``; the aggregation's VJP
+is the fused kernel on the reversed graph;
 :math:`\bar f_j(R_l) = \frac1G \sum_k \kappa^f(R_k^{-1}R_l) \odot \bar h_j(R_k)`.
 
 References
@@ -43,120 +49,134 @@ Position-Orientation Space", ICLR 2024.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
-from .._validate import as_float64
+from .._validate import (
+    as_rng,
+    check_cache,
+    check_choice,
+    check_graph,
+    check_int,
+    grad_out,
+    node_array,
+    positions,
+)
 from ..graph import Graph, edge_vectors, edge_vectors_vjp
-from ..lie import grids
-from ..ops import dense, scatter
-from .base import Block, check_backend, check_params
-from .mlp import MLP, MLPCache
+from ..lie.grids import rotation_grid
+from ..ops import activations, dense, scatter
+from .base import Block, check_backend, check_params, linear_init
+from .kernels import MLPKernel, is_kernel_spec
 
 __all__ = [
     "GroupConv",
     "GroupConvCache",
     "LiftingConv",
     "LiftingConvCache",
-    "grid_permutation",
-    "rotation_grid",
+    "check_kernel_spec",
 ]
 
 
-def rotation_grid(name: str) -> np.ndarray:
-    """Rotation grid by name, shape (G, D, D).
-
-    ``"SO2_<n>"``: rotations by ``2 pi k / n``, k = 0..n-1 (:func:`geomp_ref.lie.grids.so2_grid`);
-    ``"SO3_tetra"``, ``"SO3_octa"``, ``"SO3_icosa"``: the polyhedral rotation groups (12, 24, 60
-    elements, identity first; :func:`geomp_ref.lie.grids.so3_polyhedral`).
-    """
-    if not isinstance(name, str):
+def check_kernel_spec(spec, name: str, in_dim: int, out_dim: int) -> None:
+    """Refuse anything but a kernel spec of :mod:`geomp_ref.layers.kernels` of these sizes."""
+    if not is_kernel_spec(spec):
         raise TypeError(
-            f"grid must be a str such as 'SO2_8' or 'SO3_octa'; got {type(name).__name__}"
+            f"{name} must be a kernel spec of geomp_ref.layers.kernels (MLPKernel, RadialKernel, "
+            f"BSplineKernel); got {type(spec).__name__}"
         )
-    m = re.fullmatch(r"SO2_(\d+)", name)
-    if m and int(m.group(1)) >= 1:
-        t = grids.so2_grid(int(m.group(1)))
-        c, s = np.cos(t), np.sin(t)
-        return np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], axis=1)
-    m = re.fullmatch(r"SO3_(tetra|octa|icosa)", name)
-    if m:
-        return grids.so3_polyhedral(m.group(1))
-    raise ValueError(
-        f"grid must be 'SO2_<n>' (n >= 1), 'SO3_tetra', 'SO3_octa' or 'SO3_icosa'; got {name!r}"
-    )
-
-
-def grid_permutation(elements: np.ndarray, Q: np.ndarray, *, tol: float = 1e-9) -> np.ndarray:
-    r"""Index map of the left action: ``perm[k]`` = index of :math:`Q^{-1} e_k` in ``elements``.
-
-    ``elements`` (G, D, D) rotations or (G, D) directions. A signal transforms as
-    ``f'[:, k] = f[:, perm[k]]`` (:math:`f'(e) = f(Q^{-1} e)`). Raises ``ValueError`` if ``Q`` does
-    not map the grid onto itself (within ``tol``).
-    """
-    e = np.asarray(elements, dtype=np.float64)
-    Q = np.asarray(Q, dtype=np.float64)
-    moved = np.einsum("ba,gb...->ga...", Q, e)  # Q^T e_k
-    d = np.abs(moved.reshape(len(e), 1, -1) - e.reshape(1, len(e), -1)).max(axis=-1)
-    perm = np.argmin(d, axis=1)
-    if d[np.arange(len(e)), perm].max() > tol or len(set(perm.tolist())) != len(e):
+    if (spec.in_dim, spec.out_dim) != (in_dim, out_dim):
         raise ValueError(
-            "Q is not a symmetry of the grid: the grid axis cannot be permuted "
-            "exactly (use a rotation of the grid's own group)"
+            f"{name} must map {in_dim} coordinates to {out_dim} values here; got a spec with "
+            f"in_dim={spec.in_dim}, out_dim={spec.out_dim}"
         )
-    return perm
 
 
-# --- layers -----------------------------------------------------------------------------------
-
-
-def _check_common(layer, graph, pos):
-    if not isinstance(graph, Graph):
-        raise TypeError(
-            f"graph must be a Graph built by geomp_ref.make_graph; got {type(graph).__name__}"
-        )
-    pos = as_float64(pos, "pos", ndim=2)
-    if pos.shape != (graph.num_nodes, layer.dim):
-        raise ValueError(
-            f"pos must have shape (num_nodes, {layer.dim}) = "
-            f"({graph.num_nodes}, {layer.dim}); got {pos.shape}"
-        )
-    return pos
-
-
-def _post_init(layer, owner):
-    for name in ("in_channels", "out_channels", "hidden"):
-        v = getattr(layer, name)
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{owner}.{name} must be an int >= 1; got {v!r}")
+def _post_init(layer, owner: str, fiber: bool) -> None:
+    """Validate the shared fields; build the grid and the default kernels."""
+    C = check_int(layer.in_channels, f"{owner}.in_channels", minimum=1)
+    check_int(layer.out_channels, f"{owner}.out_channels", minimum=1)
     try:
         R = rotation_grid(layer.grid)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{owner}.grid: {exc}") from None
+    check_int(layer.hidden, f"{owner}.hidden", minimum=1)
+    check_choice(layer.activation, f"{owner}.activation", activations.NAMES)
     check_backend(layer.backend, owner)
     object.__setattr__(layer, "_R", R)
+    D = R.shape[-1]
+    if layer.kernel is None:
+        spec = MLPKernel(D, C, (layer.hidden, layer.hidden), layer.activation)
+        object.__setattr__(layer, "kernel", spec)
+    check_kernel_spec(layer.kernel, f"{owner}.kernel", D, C)
+    if not fiber:
+        return
+    if layer.fiber_kernel is None:
+        spec = MLPKernel(D * D, C, (layer.hidden,), layer.activation)
+        object.__setattr__(layer, "fiber_kernel", spec)
+    check_kernel_spec(layer.fiber_kernel, f"{owner}.fiber_kernel", D * D, C)
+    # the fibre kernel's constant input: the relative rotations R_k^T R_l, flattened row-major
+    object.__setattr__(layer, "_rel", np.einsum("kab,lac->klbc", R, R).reshape(-1, D * D))
 
 
-def _rotate_in(R, edge_vec):
-    """``v[e, k] = R_k^T x_e`` (E, G, D)."""
-    return np.einsum("kab,ea->ekb", R, edge_vec)
+def _init(layer, rng, fiber: bool) -> dict:
+    rng = as_rng(rng, "rng")
+    params = {"kernel": layer.kernel.init(rng)}
+    if fiber:
+        params["fiber_kernel"] = layer.fiber_kernel.init(rng)
+    params["W"], params["b"] = linear_init(rng, layer.in_channels, layer.out_channels)
+    return params
 
 
-def _rotate_in_vjp(R, grad_v):
-    """Reverses ``v[e, k] = R_k^T x_e``: ``grad_x[e] = sum_k R_k grad_v[e, k]``."""
-    return np.einsum("kab,ekb->ea", R, grad_v)
+def _spatial(layer, params, graph, pos):
+    """``kappa = k(v)`` (E, G, C_in) with ``v[e, k] = R_k^T x_e`` (E, G, D)."""
+    R = layer._R
+    G, D = R.shape[0], R.shape[-1]
+    E = graph.num_edges
+    edge_vec = edge_vectors(graph, pos)
+    v = np.einsum("kab,ea->ekb", R, edge_vec)
+    kappa, kernel_cache = layer.kernel.forward(params["kernel"], v.reshape(E * G, D))
+    return kappa.reshape(E, G, layer.kernel.out_dim), kernel_cache
+
+
+def _spatial_vjp(layer, params, graph, kernel_cache, grad_kappa):
+    """Reverses ``kappa = k(v)``, ``v = R_k^T x`` and ``edge_vec = pos[src] - pos[dst]``."""
+    R = layer._R
+    E, G = grad_kappa.shape[:2]
+    # reverses kappa = k(v)
+    grad_kernel, (grad_v,) = layer.kernel.backward(
+        params["kernel"], kernel_cache, grad_kappa.reshape(E * G, layer.kernel.out_dim)
+    )
+    # reverses v[e, k] = R_k^T x_e
+    grad_ev = np.einsum("kab,ekb->ea", R, grad_v.reshape(E, G, R.shape[-1]))
+    # reverses edge_vec = pos[src] - pos[dst]
+    return grad_kernel, edge_vectors_vjp(graph, grad_ev)
+
+
+def _aggregate(layer, graph, h, kappa):
+    N, G, C = h.shape
+    E = graph.num_edges
+    return scatter.weighted_aggregate(
+        graph, h.reshape(N, G * C), kappa.reshape(E, G * C), backend=layer.backend
+    ).reshape(N, G, C)
+
+
+def _aggregate_vjp(layer, graph, h, kappa, grad_y):
+    N, G, C = h.shape
+    E = graph.num_edges
+    grad_h, grad_kappa = scatter.weighted_aggregate_vjp(
+        graph, h.reshape(N, G * C), kappa.reshape(E, G * C), grad_y.reshape(N, G * C),
+        backend=layer.backend,
+    )
+    return grad_h.reshape(N, G, C), grad_kappa.reshape(E, G, C)
 
 
 class LiftingConvCache(NamedTuple):
     graph: Graph
     f: np.ndarray  # (N, C_in)
-    edge_vec: np.ndarray  # (E, D)
-    v: np.ndarray  # (E, G, D) = R_k^T x_ij
-    kappa: np.ndarray  # (E, G, C_in)
-    spatial: MLPCache
+    kernel: tuple  # the spatial kernel spec's cache
+    kappa: np.ndarray  # (E, G, C_in) = k(R_k^T x_ij)
     h: np.ndarray  # (N, G, C_in) = f repeated over the grid
     y: np.ndarray  # (N, G, C_in)
 
@@ -169,14 +189,18 @@ class LiftingConv(Block):
     ----------
     in_channels, out_channels : int
     grid : str
-        See :func:`rotation_grid`; ``dim`` follows from it.
+        :func:`geomp_ref.lie.grids.rotation_grid` name; ``dim`` follows from it.
     hidden : int
-        Width of the kernel MLP ``D -> hidden -> hidden -> C_in``.
+        Width of the default kernel ``D -> hidden -> hidden -> C_in``.
     activation : str
+        Activation of the default kernel.
     backend : str
+    kernel : kernel spec or None
+        A spec of :mod:`geomp_ref.layers.kernels` mapping D coordinates to C_in values
+        (``None``: ``MLPKernel(D, C_in, (hidden, hidden), activation)``).
 
     ``forward(params, graph, f, pos)``: ``f`` (N, C_in), ``pos`` (N, D) -> (N, G, C_out).
-    Params: ``{"spatial": MLP, "W": (C_in, C_out), "b": (C_out,)}``.
+    Params: ``{"kernel": ..., "W": (C_in, C_out), "b": (C_out,)}``.
     """
 
     in_channels: int
@@ -185,90 +209,61 @@ class LiftingConv(Block):
     hidden: int = 16
     activation: str = "silu"
     backend: str = "numpy"
+    kernel: object = None
 
     def __post_init__(self):
-        _post_init(self, "LiftingConv")
+        _post_init(self, "LiftingConv", fiber=False)
 
     @property
     def rotations(self) -> np.ndarray:
+        """The grid, shape (G, D, D) (a copy)."""
         return self._R.copy()
 
     @property
     def dim(self) -> int:
         return int(self._R.shape[-1])
 
-    @property
-    def spatial_net(self) -> MLP:
-        return MLP((self.dim, self.hidden, self.hidden, self.in_channels), self.activation)
+    def param_shapes(self) -> dict:
+        C, Co = self.in_channels, self.out_channels
+        return {"kernel": self.kernel.param_shapes(), "W": (C, Co), "b": (Co,)}
 
-    def init(self, rng: np.random.Generator) -> dict:
-        k = 1.0 / np.sqrt(self.in_channels)
-        return {
-            "spatial": self.spatial_net.init(rng),
-            "W": rng.uniform(-k, k, size=(self.in_channels, self.out_channels)),
-            "b": rng.uniform(-k, k, size=(self.out_channels,)),
-        }
+    def init(self, rng) -> dict:
+        return _init(self, rng, fiber=False)
 
     def forward(self, params, graph, f, pos):
-        check_params(
-            params,
-            {"W": (self.in_channels, self.out_channels), "b": (self.out_channels,)},
-            "LiftingConv",
-        )
-        pos = _check_common(self, graph, pos)
-        f = as_float64(f, "f", ndim=2)
-        if f.shape != (graph.num_nodes, self.in_channels):
-            raise ValueError(
-                f"f must have shape (num_nodes, in_channels) = "
-                f"({graph.num_nodes}, {self.in_channels}); got {f.shape}"
-            )
-        R = self._R
-        N, G, C, E = graph.num_nodes, R.shape[0], self.in_channels, graph.num_edges
-        edge_vec = edge_vectors(graph, pos)
-        v = _rotate_in(R, edge_vec)
-        kappa, spatial_cache = self.spatial_net.forward(params["spatial"], v)
-        h = np.broadcast_to(f[:, None, :], (N, G, C))
-        y = scatter.weighted_aggregate(
-            graph, h.reshape(N, G * C), kappa.reshape(E, G * C), backend=self.backend
-        ).reshape(N, G, C)
+        check_params(params, self.param_shapes(), "LiftingConv", exact=True)
+        check_graph(graph)
+        f = node_array(f, "f", graph, self.in_channels)
+        pos = positions(pos, graph, self.dim)
+        G, C = self._R.shape[0], self.in_channels
+        kappa, kernel_cache = _spatial(self, params, graph, pos)
+        h = np.broadcast_to(f[:, None, :], (graph.num_nodes, G, C))
+        y = _aggregate(self, graph, h, kappa)
         out = dense.linear(y, params["W"], params["b"])
-        return out, LiftingConvCache(graph, f, edge_vec, v, kappa, spatial_cache, h, y)
+        return out, LiftingConvCache(graph, f, kernel_cache, kappa, h, y)
 
-    def backward(self, params, cache: LiftingConvCache, grad_out):
-        graph, _f, _edge_vec, _v, kappa, sc, h, y = cache
-        N, G, C = h.shape
-        E = graph.num_edges
+    def backward(self, params, cache, grad_out_):
+        check_cache(cache, LiftingConvCache, "LiftingConv")
+        graph, _f, kernel_cache, kappa, h, y = cache
+        g = grad_out(grad_out_, y.shape[:2] + (self.out_channels,), "LiftingConv")
         # reverses out = y W + b
-        grad_y, grad_W, grad_b = dense.linear_vjp(y, params["W"], params["b"], grad_out)
+        grad_y, grad_W, grad_b = dense.linear_vjp(y, params["W"], params["b"], g)
         # reverses y = weighted_aggregate(h, kappa)
-        grad_h, grad_kappa = scatter.weighted_aggregate_vjp(
-            graph,
-            h.reshape(N, G * C),
-            kappa.reshape(E, G * C),
-            grad_y.reshape(N, G * C),
-            backend=self.backend,
-        )
+        grad_h, grad_kappa = _aggregate_vjp(self, graph, h, kappa, grad_y)
         # reverses h = f repeated over the grid
-        grad_f = grad_h.reshape(N, G, C).sum(axis=1)
-        # reverses kappa = MLP_s(v) and v = R_k^T x_ij
-        grad_spatial, (grad_v,) = self.spatial_net.backward(
-            params["spatial"], sc, grad_kappa.reshape(E, G, C)
-        )
-        grad_ev = _rotate_in_vjp(self._R, grad_v)
-        # reverses edge_vec = pos[src] - pos[dst]
-        grad_pos = edge_vectors_vjp(graph, grad_ev) if E else np.zeros((N, self.dim))
-        return {"spatial": grad_spatial, "W": grad_W, "b": grad_b}, (grad_f, grad_pos)
+        grad_f = grad_h.sum(axis=1)
+        # reverses kappa = k(R_k^T x_ij) and edge_vec
+        grad_kernel, grad_pos = _spatial_vjp(self, params, graph, kernel_cache, grad_kappa)
+        return {"kernel": grad_kernel, "W": grad_W, "b": grad_b}, (grad_f, grad_pos)
 
 
 class GroupConvCache(NamedTuple):
     graph: Graph
     f: np.ndarray  # (N, G, C_in)
-    edge_vec: np.ndarray  # (E, D)
-    v: np.ndarray  # (E, G, D)
+    kernel: tuple  # the spatial kernel spec's cache
     kappa: np.ndarray  # (E, G, C_in)
-    spatial: MLPCache
-    kappa_f: np.ndarray  # (G, G, C_in) = MLP_f(R_k^T R_l)
-    fiber: MLPCache
+    fiber_kernel: tuple  # the fibre kernel spec's cache
+    kappa_f: np.ndarray  # (G, G, C_in) = k_f(R_k^T R_l)
     h: np.ndarray  # (N, G, C_in)
     y: np.ndarray  # (N, G, C_in)
 
@@ -277,11 +272,12 @@ class GroupConvCache(NamedTuple):
 class GroupConv(Block):
     r"""Group convolution on :math:`\mathbb{R}^D \rtimes` grid (separable kernel).
 
-    Parameters as :class:`LiftingConv`, plus the fibre MLP ``D*D -> hidden -> C_in`` on the
-    flattened relative rotation :math:`R_k^T R_l`.
+    Parameters as :class:`LiftingConv`, plus ``fiber_kernel``: a kernel spec mapping the D*D
+    entries of the relative rotation :math:`R_k^T R_l` to C_in values (``None``:
+    ``MLPKernel(D*D, C_in, (hidden,), activation)``).
 
     ``forward(params, graph, f, pos)``: ``f`` (N, G, C_in), ``pos`` (N, D) -> (N, G, C_out).
-    Params: ``{"spatial": MLP, "fiber": MLP, "W": (C_in, C_out), "b": (C_out,)}``.
+    Params: ``{"kernel": ..., "fiber_kernel": ..., "W": (C_in, C_out), "b": (C_out,)}``.
     """
 
     in_channels: int
@@ -290,84 +286,58 @@ class GroupConv(Block):
     hidden: int = 16
     activation: str = "silu"
     backend: str = "numpy"
+    kernel: object = None
+    fiber_kernel: object = None
 
     def __post_init__(self):
-        _post_init(self, "GroupConv")
-        R = self._R
-        object.__setattr__(
-            self, "_rel", np.einsum("kab,lac->klbc", R, R).reshape(R.shape[0], R.shape[0], -1)
-        )
+        _post_init(self, "GroupConv", fiber=True)
 
     rotations = LiftingConv.rotations
     dim = LiftingConv.dim
-    spatial_net = LiftingConv.spatial_net
 
-    @property
-    def fiber_net(self) -> MLP:
-        return MLP((self.dim * self.dim, self.hidden, self.in_channels), self.activation)
-
-    def init(self, rng: np.random.Generator) -> dict:
-        k = 1.0 / np.sqrt(self.in_channels)
+    def param_shapes(self) -> dict:
+        C, Co = self.in_channels, self.out_channels
         return {
-            "spatial": self.spatial_net.init(rng),
-            "fiber": self.fiber_net.init(rng),
-            "W": rng.uniform(-k, k, size=(self.in_channels, self.out_channels)),
-            "b": rng.uniform(-k, k, size=(self.out_channels,)),
+            "kernel": self.kernel.param_shapes(),
+            "fiber_kernel": self.fiber_kernel.param_shapes(),
+            "W": (C, Co),
+            "b": (Co,),
         }
 
-    def forward(self, params, graph, f, pos):
-        check_params(
-            params,
-            {"W": (self.in_channels, self.out_channels), "b": (self.out_channels,)},
-            "GroupConv",
-        )
-        pos = _check_common(self, graph, pos)
-        R = self._R
-        N, G, C, E = graph.num_nodes, R.shape[0], self.in_channels, graph.num_edges
-        f = as_float64(f, "f", ndim=3)
-        if f.shape != (N, G, C):
-            raise ValueError(
-                f"f must have shape (num_nodes, G, in_channels) = ({N}, {G}, {C}); got {f.shape}"
-            )
-        edge_vec = edge_vectors(graph, pos)
-        v = _rotate_in(R, edge_vec)
-        kappa, spatial_cache = self.spatial_net.forward(params["spatial"], v)
-        kappa_f, fiber_cache = self.fiber_net.forward(params["fiber"], self._rel)
-        h = np.einsum("klc,nlc->nkc", kappa_f, f) / G
-        y = scatter.weighted_aggregate(
-            graph, h.reshape(N, G * C), kappa.reshape(E, G * C), backend=self.backend
-        ).reshape(N, G, C)
-        out = dense.linear(y, params["W"], params["b"])
-        return out, GroupConvCache(
-            graph, f, edge_vec, v, kappa, spatial_cache, kappa_f, fiber_cache, h, y
-        )
+    def init(self, rng) -> dict:
+        return _init(self, rng, fiber=True)
 
-    def backward(self, params, cache: GroupConvCache, grad_out):
-        graph, f, _edge_vec, _v, kappa, sc, kappa_f, fc, h, y = cache
+    def forward(self, params, graph, f, pos):
+        check_params(params, self.param_shapes(), "GroupConv", exact=True)
+        check_graph(graph)
+        G, C = self._R.shape[0], self.in_channels
+        f = node_array(f, "f", graph, (G, C))
+        pos = positions(pos, graph, self.dim)
+        kappa, kernel_cache = _spatial(self, params, graph, pos)
+        kappa_f, fiber_cache = self.fiber_kernel.forward(params["fiber_kernel"], self._rel)
+        kappa_f = kappa_f.reshape(G, G, C)
+        h = np.einsum("klc,nlc->nkc", kappa_f, f) / G
+        y = _aggregate(self, graph, h, kappa)
+        out = dense.linear(y, params["W"], params["b"])
+        return out, GroupConvCache(graph, f, kernel_cache, kappa, fiber_cache, kappa_f, h, y)
+
+    def backward(self, params, cache, grad_out_):
+        check_cache(cache, GroupConvCache, "GroupConv")
+        graph, f, kernel_cache, kappa, fiber_cache, kappa_f, h, y = cache
         N, G, C = f.shape
-        E = graph.num_edges
+        g = grad_out(grad_out_, (N, G, self.out_channels), "GroupConv")
         # reverses out = y W + b
-        grad_y, grad_W, grad_b = dense.linear_vjp(y, params["W"], params["b"], grad_out)
+        grad_y, grad_W, grad_b = dense.linear_vjp(y, params["W"], params["b"], g)
         # reverses y = weighted_aggregate(h, kappa)
-        grad_h, grad_kappa = scatter.weighted_aggregate_vjp(
-            graph,
-            h.reshape(N, G * C),
-            kappa.reshape(E, G * C),
-            grad_y.reshape(N, G * C),
-            backend=self.backend,
-        )
-        grad_h = grad_h.reshape(N, G, C)
+        grad_h, grad_kappa = _aggregate_vjp(self, graph, h, kappa, grad_y)
         # reverses h = (1/G) sum_l kappa_f[k, l] f[l]
         grad_f = np.einsum("klc,nkc->nlc", kappa_f, grad_h) / G
         grad_kappa_f = np.einsum("nkc,nlc->klc", grad_h, f) / G
-        # reverses kappa_f = MLP_f(R_k^T R_l) (a constant input: only params get gradients)
-        grad_fiber, _ = self.fiber_net.backward(params["fiber"], fc, grad_kappa_f)
-        # reverses kappa = MLP_s(v) and v = R_k^T x_ij
-        grad_spatial, (grad_v,) = self.spatial_net.backward(
-            params["spatial"], sc, grad_kappa.reshape(E, G, C)
+        # reverses kappa_f = k_f(R_k^T R_l) (a constant input: only params get gradients)
+        grad_fiber, _ = self.fiber_kernel.backward(
+            params["fiber_kernel"], fiber_cache, grad_kappa_f.reshape(G * G, C)
         )
-        grad_ev = _rotate_in_vjp(self._R, grad_v)
-        # reverses edge_vec = pos[src] - pos[dst]
-        grad_pos = edge_vectors_vjp(graph, grad_ev) if E else np.zeros((N, self.dim))
-        grads = {"spatial": grad_spatial, "fiber": grad_fiber, "W": grad_W, "b": grad_b}
+        # reverses kappa = k(R_k^T x_ij) and edge_vec
+        grad_kernel, grad_pos = _spatial_vjp(self, params, graph, kernel_cache, grad_kappa)
+        grads = {"kernel": grad_kernel, "fiber_kernel": grad_fiber, "W": grad_W, "b": grad_b}
         return grads, (grad_f, grad_pos)

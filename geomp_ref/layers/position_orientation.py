@@ -1,62 +1,81 @@
 r"""Convolution on position-orientation space :math:`\mathbb{R}^3 \times S^2` (and
-:math:`\mathbb{R}^2 \times S^1`): PONITA's separable fibre-bundle convolution.
+:math:`\mathbb{R}^2 \times S^1`): PONITA's fibre-bundle convolution (Bekkers et al., ICLR 2024).
 
-Every node carries a signal on a fixed grid of orientations :math:`o_1, \dots, o_G` (unit vectors),
-``f`` of shape (N, G, C). For the edge j -> i with :math:`x_{ij} = x_j - x_i` (``edge_vec``, the
-library's sign) and grid orientation :math:`o` the pair invariants (Bekkers et al. 2024;
-variants_spec §9) are
+Every node carries a signal on a grid of orientations :math:`o_1, \dots, o_G` (unit vectors,
+:func:`geomp_ref.lie.grids.orientation_grid`), ``f`` of shape (N, G, C). For the edge j -> i the
+kernel inputs are the pair invariants of :math:`x_{ij} = x_j - x_i` and :math:`o`
+(:mod:`geomp_ref.layers.position_orientation_ops`) and the fibre attribute
+:math:`A_{kl} = o_k \cdot o_l`, or, with ``basis_dim`` set, kernel bases computed elsewhere
+(:class:`~geomp_ref.layers.position_orientation_basis.PositionOrientationBasis`, shared by
+several layers) and passed in as inputs.
 
-.. math::
-
-    \mathrm{inv1}_{ij}(o) = x_{ij} \cdot o, \qquad
-    \mathrm{inv2}_{ij}(o) = \lVert x_{ij} - (x_{ij}\cdot o)\, o \rVert \ (D = 3), \qquad
-    \mathrm{inv2}_{ij}(o) = o_1 x_{ij,2} - o_2 x_{ij,1} \ (D = 2,\ \text{signed}),
-
-and the fibre attribute is the raw dot product :math:`A_{kl} = o_k \cdot o_l` (PONITA's code; the
-paper's angle is :math:`\arccos A_{kl}`). The layer is PONITA's separable, depthwise convolution
-followed by a channel mixing:
+Separable (default; PONITA's ``separable=True``): a spatial convolution per orientation, then a
+convolution over the fibre,
 
 .. math::
 
-    \kappa_{ij}(o) &= \mathrm{MLP}_s\big(\mathrm{inv1}_{ij}(o), \mathrm{inv2}_{ij}(o)\big)
-        \in \mathbb{R}^{C_{in}}, \qquad
+    \kappa_{ij}(o) &= s\,k\big(a_{ij}(o)\big), \qquad
     y1_i(o) = \sum_{j \in N(i)} \kappa_{ij}(o) \odot f_j(o), \\
-    \kappa^f_{kl} &= \mathrm{MLP}_f(A_{kl}) \in \mathbb{R}^{C_{in}}, \qquad
-    y2_i(o_l) = \frac1G \sum_k \kappa^f_{kl} \odot y1_i(o_k), \qquad
-    out_i(o) = y2_i(o)\, W + b .
+    \kappa^f_{kl} &= s_f\,k^f(b_{kl}), \qquad
+    y_i(o_l) = \frac1G \sum_k \kappa^f_{kl} \odot y1_i(o_k),
 
-``pool=True`` returns the grid mean :math:`\frac1G \sum_o out_i(o)` (N, C_out) instead.
-There is no first-call rescaling of the kernels (PONITA's "callibrate" step is data-dependent
-state; here params are exactly what ``init`` returned).
+with :math:`a_{ij}(o) = (\mathrm{inv1}, \mathrm{inv2})` or the given ``basis[e, o]``, and
+:math:`b_{kl} = A_{kl}` or ``fiber_basis[k, l]``. Non-separable (``separable=False``): one kernel
+on both,
+:math:`y_i(o_l) = \sum_{j} \sum_k \kappa_{ij}(o_k, o_l) \odot f_j(o_k)` with
+:math:`\kappa_{ij}(o_k, o_l) = s\,k(\mathrm{inv1}_{ij}(o_k), \mathrm{inv2}_{ij}(o_k), A_{kl})` or
+``basis[e, k, l]`` (no 1/G).
+
+``mixing`` says how channels meet: ``"linear"`` (the kernels are depthwise, then
+:math:`out = y W + b`), ``"depthwise"`` (PONITA ``groups = C``: no W, ``C_in = C_out``,
+:math:`out = y + b`), ``"full"`` (PONITA ``groups = 1``: the kernel that carries the fibre
+part, :math:`k^f` when separable and :math:`k` otherwise, has :math:`C_{out} C_{in}` outputs read
+as a (C_out, C_in) matrix, row-major; :math:`out = y + b`). ``pool=True`` returns the grid mean
+:math:`\frac1G \sum_o out_i(o)`, shape (N, C_out). :math:`s, s_f` are the fixed factors
+``kernel_scale``, ``fiber_scale`` (default 1).
+
+Differences from PONITA's ``FiberBundleConv`` and model (ebekkers/ponita)
+------------------------------------------------------------------------
+* Fibre attribute: PONITA feeds the raw dot product :math:`o_k \cdot o_l`, as here; the paper's
+  invariant is the angle :math:`\arccos(o_k \cdot o_l)`.
+* Separable: the spatial kernel uses the same grid index at sender and receiver (PONITA's code
+  and this layer). Non-separable: PONITA's inv1/inv2 use the *summed* (sender's) orientation
+  :math:`o_k`, not the receiver's :math:`o_l`; this layer does the same.
+* Self loops: PONITA always adds them (``add_self_loops`` + ``coalesce``, or ``radius_graph(...,
+  loop=True)``); this layer uses the graph as given, so build it with self loops to match.
+* Grids: PONITA's S¹ grid comes from a float32 ``linspace`` (up to 2.4e-7 off the exact angles)
+  and its S² grid from random float32 points of the global torch RNG moved by a noisy repulsion;
+  neither is reproducible here, so pass PONITA's grid as ``ori`` (or its bases as inputs).
+* Calibration: on its first call in training mode PONITA multiplies its kernel weights by
+  :math:`\mathrm{std}(x)/\mathrm{std}(y1)` and the fibre kernel weights by
+  :math:`\mathrm{std}(y1)/\mathrm{std}(y)` (unbiased std over all entries), *after* computing
+  that call's output, and sets its ``callibrated`` buffer. Here params never change:
+  :meth:`PositionOrientationConv.calibration_scales` returns these two factors from a forward
+  cache, and a spec with ``kernel_scale``/``fiber_scale`` multiplied by them computes what the
+  re-scaled PONITA layer computes (a callibrated PONITA module already holds re-scaled weights:
+  take them with scales 1).
+* PONITA's layers with ``groups = 1`` fail in the published code (``out_channels`` is never set);
+  ``mixing="full"`` implements the evident intent. ``aggr`` other than ``"add"`` is not offered.
+* PONITA's model wraps the layer in a ConvNext block (LayerNorm, MLP, layer scale, residual); this
+  module is the convolution only.
 
 Symmetry (what is exact, what is not)
 -------------------------------------
 * ``inv1``, ``inv2`` (3D) and ``A`` are invariant under :math:`x \mapsto Qx + t`,
-  :math:`o \mapsto Qo`
-  for every :math:`Q \in O(3)`; the 2D ``inv2`` is invariant under SO(2) only (reflections flip its
-  sign). Passing the grid ``ori`` as an input and transforming it with the positions therefore
-  gives an output that is **exactly** E(3)-invariant (SE(2) in 2D), grid index by grid index.
-* With the grid held fixed, a rotation that maps the grid onto itself (the octahedron / icosahedron
-  grids under their rotation groups, the uniform S^1 grid under its cyclic group) permutes the grid
-  axis of the output exactly. For other rotations the equivariance of ``out`` and the invariance of
-  the pooled output hold only approximately; the error shrinks with G (benchmarks/
-  group_conv_equivariance.py prints it). Translations and node relabelling are always exact.
+  :math:`o \mapsto Qo` for every :math:`Q \in O(3)`; the 2D ``inv2`` under SO(2) only. Passing the
+  grid ``ori`` as an input and transforming it with the positions therefore gives an output that
+  is exactly E(3)-invariant (SE(2) in 2D), grid index by grid index.
+* With the grid held fixed, a rotation that maps the grid onto itself (octahedron / icosahedron
+  under their rotation groups, the uniform S¹ grid under its cyclic group) permutes the grid axis
+  of the output exactly; for other rotations equivariance holds only approximately, with an error
+  that shrinks with G (``benchmarks/group_conv_equivariance.py``). Translations and node
+  relabelling are always exact.
 
-Singular points: ``inv2`` (3D) is a norm, not differentiable where :math:`x_{ij} \parallel o`
-(including self-loops, :math:`x_{ij} = 0`); its VJP uses the zero subgradient there.
-
-Backward (reverse line order; proof: ``derivations/position_orientation.py``), with
-:math:`u = r / \lVert r \rVert`, :math:`r = x - \mathrm{inv1}\, o` and
-:math:`a = \overline{\mathrm{inv1}} - \overline{\mathrm{inv2}}\,(u\cdot o)`:
-:math:`\bar x \mathrel{+}= a\, o + \overline{\mathrm{inv2}}\, u`,
-:math:`\bar o \mathrel{+}= a\, x - \overline{\mathrm{inv2}}\,\mathrm{inv1}\, u`,
-:math:`\bar o \mathrel{+}= (\bar A + \bar A^T)\, o`; the aggregation's VJP is the fused kernel on
-the reversed graph (:func:`geomp_ref.ops.weighted_aggregate_vjp`).
-
-References
-----------
-E. J. Bekkers, S. Vadgama, R. D. Hesselink, P. A. van der Linden, D. W. Romero, "Fast, Expressive
-SE(n) Equivariant Networks through Weight-Sharing in Position-Orientation Space", ICLR 2024.
+Backward (reverse line order; proof: ``derivations/position_orientation.py``): the aggregation's
+VJP is the fused kernel on the reversed graph; the fibre sum's VJP is its transpose; the kernels'
+VJPs give the cotangents of the invariants (then :func:`pair_invariants_vjp` and
+:math:`\bar o \mathrel{+}= (\bar A + \bar A^T)\, o`) or of the bases (returned as input gradients,
+to be summed over every layer that shares them).
 """
 
 from __future__ import annotations
@@ -66,130 +85,79 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._validate import as_float64
+from .._validate import (
+    as_float64,
+    as_rng,
+    check_bool,
+    check_cache,
+    check_choice,
+    check_graph,
+    check_int,
+    check_positive,
+    check_shape,
+    edge_array,
+    grad_out,
+    node_array,
+    positions,
+)
 from ..graph import Graph, edge_vectors, edge_vectors_vjp
-from ..lie import grids
 from ..ops import dense, scatter
-from .base import Block, check_backend, check_params
-from .mlp import MLP, MLPCache
+from .base import Block, check_backend, check_optional, check_params, linear_init
+from .group_conv import check_kernel_spec
+from .kernels import MLPKernel
+from .position_orientation_ops import (
+    apply_kernel,
+    apply_kernel_vjp,
+    bundle_coords,
+    bundle_coords_vjp,
+    bundle_messages,
+    bundle_messages_vjp,
+    fiber_mix,
+    fiber_mix_vjp,
+    validate_grid,
+)
 
 __all__ = [
     "PositionOrientationConv",
     "PositionOrientationConvCache",
-    "orientation_grid",
-    "pair_invariants",
-    "pair_invariants_vjp",
+    "PositionOrientationFiberCache",
+    "PositionOrientationInvariantsCache",
 ]
 
-
-def _icosahedron() -> np.ndarray:
-    p = (1.0 + np.sqrt(5.0)) / 2.0
-    v = []
-    # cyclic permutations of (0, +-phi, +-1): the orientation whose symmetry group is
-    # geomp_ref.lie.grids.so3_polyhedral("icosa")
-    for a in (-1.0, 1.0):
-        for b in (-p, p):
-            v += [(0.0, b, a), (b, a, 0.0), (a, 0.0, b)]
-    v = np.array(v)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
+_OWNER = "PositionOrientationConv"
+_MIXINGS = ("linear", "depthwise", "full")
 
 
-def orientation_grid(name: str, num: int | None = None) -> np.ndarray:
-    """Deterministic orientation grid, shape (G, D).
+class PositionOrientationInvariantsCache(NamedTuple):
+    """Values of the invariants branch (kernels computed from positions)."""
 
-    ``name``: ``"uniform"`` (S^1, ``num`` angles ``2 pi k / num``), ``"fibonacci"`` (S^2, ``num``
-    points, :func:`geomp_ref.lie.grids.sphere_fibonacci`), ``"octahedron"`` (S^2, 6 vertices
-    +-e_i), ``"icosahedron"`` (S^2, 12 vertices).
-    """
-    if name == "uniform":
-        if num is None or num < 1:
-            raise ValueError(f"num must be >= 1 for the uniform S^1 grid; got {num!r}")
-        t = 2.0 * np.pi * np.arange(num) / num
-        return np.stack([np.cos(t), np.sin(t)], axis=1)
-    if name == "fibonacci":
-        if num is None:
-            raise ValueError("num must be given for the fibonacci grid")
-        return grids.sphere_fibonacci(num)
-    if name == "octahedron":
-        return np.concatenate([np.eye(3), -np.eye(3)])
-    if name == "icosahedron":
-        return _icosahedron()
-    raise ValueError(
-        "grid must be one of 'uniform' (2D), 'fibonacci', 'octahedron', 'icosahedron'; "
-        f"got {name!r}"
-    )
+    ori_given: bool
+    ori: np.ndarray  # (G, D)
+    edge_vec: np.ndarray  # (E, D)
 
 
-# --- pair invariants (primitive pair) ---------------------------------------------------------
+class PositionOrientationFiberCache(NamedTuple):
+    """Values of the separable branch (the convolution over the fibre)."""
 
-
-def pair_invariants(edge_vec, ori):
-    r"""PONITA's invariants ``(inv1, inv2)`` for every edge and grid orientation, each (E, G).
-
-    ``edge_vec`` (E, D) = :math:`x_j - x_i`; ``ori`` (G, D). D = 3: ``inv2`` is the norm of the
-    component orthogonal to ``o``; D = 2: the signed ``o_1 x_2 - o_2 x_1``.
-    """
-    x = np.asarray(edge_vec, dtype=np.float64)
-    o = np.asarray(ori, dtype=np.float64)
-    inv1 = x @ o.T
-    if o.shape[1] == 2:
-        inv2 = np.outer(x[:, 1], o[:, 0]) - np.outer(x[:, 0], o[:, 1])
-    else:
-        r = x[:, None, :] - inv1[:, :, None] * o[None, :, :]
-        inv2 = np.sqrt(np.sum(r * r, axis=-1))
-    return inv1, inv2
-
-
-def pair_invariants_vjp(edge_vec, ori, grad_inv1, grad_inv2):
-    """VJP of :func:`pair_invariants`: ``(grad_edge_vec, grad_ori)``; zero subgradient of the norm
-    where ``inv2 = 0`` (3D)."""
-    x = np.asarray(edge_vec, dtype=np.float64)
-    o = np.asarray(ori, dtype=np.float64)
-    g1 = np.asarray(grad_inv1, dtype=np.float64)
-    g2 = np.asarray(grad_inv2, dtype=np.float64)
-    # reverses inv1 = x . o
-    grad_x = g1 @ o
-    grad_o = g1.T @ x
-    if o.shape[1] == 2:
-        # reverses inv2 = o_1 x_2 - o_2 x_1
-        grad_x = grad_x + np.stack([-(g2 @ o[:, 1]), g2 @ o[:, 0]], axis=1)
-        grad_o = grad_o + np.stack([g2.T @ x[:, 1], -(g2.T @ x[:, 0])], axis=1)
-        return grad_x, grad_o
-    inv1 = x @ o.T
-    r = x[:, None, :] - inv1[:, :, None] * o[None, :, :]
-    nrm = np.sqrt(np.sum(r * r, axis=-1))
-    safe = np.where(nrm > 0, nrm, 1.0)
-    u = np.where((nrm > 0)[..., None], r / safe[..., None], 0.0)  # d|r|/dr, 0 at r = 0
-    # reverses inv2 = |x - inv1 o| (inv1's share folded into a = -g2 (u . o))
-    uo = np.einsum("egd,gd->eg", u, o)
-    a = -g2 * uo
-    grad_x = grad_x + a @ o + np.einsum("eg,egd->ed", g2, u)
-    grad_o = grad_o + a.T @ x - np.einsum("eg,eg,egd->gd", g2, inv1, u)
-    return grad_x, grad_o
-
-
-# --- the layer --------------------------------------------------------------------------------
+    fiber_kernel: tuple  # the fibre kernel spec's cache
+    kappa_f: np.ndarray  # (G, G, Kf)
+    y1: np.ndarray  # (N, G, C_in)
 
 
 class PositionOrientationConvCache(NamedTuple):
     graph: Graph
     f: np.ndarray  # (N, G, C_in)
-    ori: np.ndarray  # (G, D)
-    ori_given: bool
-    edge_vec: np.ndarray  # (E, D)
-    a_ij: np.ndarray  # (E, G, 2) = (inv1, inv2)
-    kappa: np.ndarray  # (E, G, C_in)
-    spatial: MLPCache
-    A: np.ndarray  # (G, G)
-    kappa_f: np.ndarray  # (G, G, C_in)
-    fiber: MLPCache
-    y1: np.ndarray  # (N, G, C_in)
-    y2: np.ndarray  # (N, G, C_in)
+    invariants: PositionOrientationInvariantsCache | None  # None when bases are inputs
+    kernel: tuple  # the spatial kernel spec's cache
+    kappa: np.ndarray  # (E, G, K) separable, (E, G, G, K) otherwise
+    fiber: PositionOrientationFiberCache | None  # None when not separable
+    y: np.ndarray  # (N, G, C_y), before W / b
+    out_shape: tuple
 
 
 @dataclass(frozen=True)
 class PositionOrientationConv(Block):
-    r"""Separable convolution on :math:`\mathbb{R}^D \times S^{D-1}` (PONITA's FiberBundleConv).
+    r"""Convolution on :math:`\mathbb{R}^D \times S^{D-1}` (PONITA's FiberBundleConv and more).
 
     Parameters
     ----------
@@ -199,20 +167,41 @@ class PositionOrientationConv(Block):
     grid : str
         ``"fibonacci"``, ``"octahedron"``, ``"icosahedron"`` (dim 3) or ``"uniform"`` (dim 2).
     num_ori : int
-        Grid size for ``"fibonacci"`` / ``"uniform"`` (ignored by the polyhedral grids).
+        Grid size for ``"fibonacci"`` / ``"uniform"`` (the polyhedral grids have 6 and 12).
     hidden : int
-        Width of the two kernel MLPs.
+        Width of the default invariant kernels (spatial ``in -> hidden -> hidden -> K``, fibre
+        ``1 -> hidden -> Kf``); unused when ``basis_dim`` is set or kernels are given.
     activation : str
+        Activation of the default invariant kernels.
     pool : bool
         Return the grid mean (N, C_out) instead of the grid signal (N, G, C_out).
     backend : str
+    separable : bool
+        Spatial then fibre convolution (PONITA's default) or one kernel on both.
+    mixing : {"linear", "depthwise", "full"}
+        How channels mix (module docstring).
+    bias : bool
+    basis_dim : int or None
+        ``None``: kernels of the invariants, computed from ``pos`` (and ``ori``). An int B: the
+        kernels take precomputed bases as inputs, ``basis`` (E, G, B) and ``fiber_basis``
+        (G, G, B) when separable, ``basis`` (E, G, G, B) otherwise; the default kernels are then
+        PONITA's ``Linear(B, K, bias=False)``.
+    kernel, fiber_kernel : kernel spec or None
+        Specs of :mod:`geomp_ref.layers.kernels` (``None``: the defaults above). ``kernel`` maps
+        (inv1, inv2) [+ A when not separable] or the basis to K values, ``fiber_kernel`` maps A or
+        the fibre basis to Kf values (separable only). K = C_in, and Kf = C_in, except that
+        ``mixing="full"`` makes the fibre-carrying kernel's output C_out * C_in.
+    kernel_scale, fiber_scale : float
+        Fixed factors on the kernels (PONITA's calibration, see :meth:`calibration_scales`).
 
-    Params: ``{"spatial": MLP(2 -> hidden -> hidden -> C_in), "fiber": MLP(1 -> hidden -> C_in),
-    "W": (C_in, C_out), "b": (C_out,)}``.
+    Params: ``{"kernel": ..., "fiber_kernel": ... (separable), "W": (C_in, C_out) (mixing
+    "linear"), "b": (C_out,) (bias)}``.
 
-    ``forward(params, graph, f, pos, ori=None)``: ``f`` (N, G, C_in), ``pos`` (N, D); ``ori``
-    (G, D) overrides the spec's grid (pass it to rotate the grid with the data; then ``backward``
-    also returns its gradient: ``grad_inputs = (grad_f, grad_pos[, grad_ori])``).
+    ``forward(params, graph, f, pos=None, ori=None, basis=None, fiber_basis=None)``: ``f``
+    (N, G, C_in); with kernels of the invariants ``pos`` (N, D) is required and ``ori`` (G, D)
+    overrides the spec's grid (pass it to rotate the grid with the data); with ``basis_dim`` set
+    ``basis`` (and ``fiber_basis`` when separable) are required and ``pos``, ``ori`` must be None.
+    ``backward`` returns one gradient per input (None for inputs that were None).
     """
 
     in_channels: int
@@ -224,141 +213,228 @@ class PositionOrientationConv(Block):
     activation: str = "silu"
     pool: bool = False
     backend: str = "numpy"
+    separable: bool = True
+    mixing: str = "linear"
+    bias: bool = True
+    basis_dim: int | None = None
+    kernel: object = None
+    fiber_kernel: object = None
+    kernel_scale: float = 1.0
+    fiber_scale: float = 1.0
 
     def __post_init__(self):
-        for name in ("in_channels", "out_channels", "num_ori", "hidden"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"PositionOrientationConv.{name} must be an int >= 1; got {v!r}")
-        if self.dim not in (2, 3):
-            raise ValueError(f"PositionOrientationConv.dim must be 2 or 3; got {self.dim!r}")
-        ok = ("uniform",) if self.dim == 2 else ("fibonacci", "octahedron", "icosahedron")
-        if self.grid not in ok:
+        o = _OWNER
+        check_int(self.in_channels, f"{o}.in_channels", minimum=1)
+        check_int(self.out_channels, f"{o}.out_channels", minimum=1)
+        object.__setattr__(self, "_ori", validate_grid(o, self.dim, self.grid, self.num_ori))
+        check_int(self.hidden, f"{o}.hidden", minimum=1)
+        check_bool(self.pool, f"{o}.pool")
+        check_backend(self.backend, o)
+        check_bool(self.separable, f"{o}.separable")
+        check_choice(self.mixing, f"{o}.mixing", _MIXINGS)
+        if self.mixing == "depthwise" and self.in_channels != self.out_channels:
             raise ValueError(
-                f"PositionOrientationConv.grid must be one of {ok} for dim "
-                f"{self.dim}; got {self.grid!r}"
+                f"{o}.mixing='depthwise' needs in_channels == out_channels; got "
+                f"{self.in_channels} and {self.out_channels}"
             )
-        check_backend(self.backend, "PositionOrientationConv")
-        object.__setattr__(self, "_ori", orientation_grid(self.grid, self.num_ori))
+        check_bool(self.bias, f"{o}.bias")
+        if self.basis_dim is not None:
+            check_int(self.basis_dim, f"{o}.basis_dim", minimum=1)
+        check_positive(self.kernel_scale, f"{o}.kernel_scale")
+        check_positive(self.fiber_scale, f"{o}.fiber_scale")
+        C, Co = self.in_channels, self.out_channels
+        full = C * Co if self.mixing == "full" else C
+        k_out, f_out = (C, full) if self.separable else (full, None)
+        B = self.basis_dim
+        k_in = B if B is not None else (2 if self.separable else 3)
+        if self.kernel is None:
+            spec = (
+                MLPKernel(k_in, k_out, hidden=(), bias=False)
+                if B is not None
+                else MLPKernel(k_in, k_out, (self.hidden, self.hidden), self.activation)
+            )
+            object.__setattr__(self, "kernel", spec)
+        check_kernel_spec(self.kernel, f"{o}.kernel", k_in, k_out)
+        if not self.separable:
+            if self.fiber_kernel is not None:
+                raise ValueError(f"{o}.fiber_kernel must be None when separable=False")
+            return
+        if self.fiber_kernel is None:
+            spec = (
+                MLPKernel(B, f_out, hidden=(), bias=False)
+                if B is not None
+                else MLPKernel(1, f_out, (self.hidden,), self.activation)
+            )
+            object.__setattr__(self, "fiber_kernel", spec)
+        check_kernel_spec(self.fiber_kernel, f"{o}.fiber_kernel", B or 1, f_out)
 
     @property
     def ori(self) -> np.ndarray:
         """The spec's orientation grid, shape (G, D) (a copy)."""
         return self._ori.copy()
 
-    @property
-    def spatial_net(self) -> MLP:
-        return MLP((2, self.hidden, self.hidden, self.in_channels), self.activation)
+    def param_shapes(self) -> dict:
+        shapes = {"kernel": self.kernel.param_shapes()}
+        if self.separable:
+            shapes["fiber_kernel"] = self.fiber_kernel.param_shapes()
+        if self.mixing == "linear":
+            shapes["W"] = (self.in_channels, self.out_channels)
+        if self.bias:
+            shapes["b"] = (self.out_channels,)
+        return shapes
 
-    @property
-    def fiber_net(self) -> MLP:
-        return MLP((1, self.hidden, self.in_channels), self.activation)
+    def init(self, rng) -> dict:
+        rng = as_rng(rng, "rng")
+        params = {"kernel": self.kernel.init(rng)}
+        if self.separable:
+            params["fiber_kernel"] = self.fiber_kernel.init(rng)
+        # the bias bound follows torch.nn.Linear(C_in, C_out) in every mixing mode
+        W, b = linear_init(rng, self.in_channels, self.out_channels, bias=self.bias)
+        if self.mixing == "linear":
+            params["W"] = W
+        if self.bias:
+            params["b"] = b
+        return params
 
-    def init(self, rng: np.random.Generator) -> dict:
-        k = 1.0 / np.sqrt(self.in_channels)
-        return {
-            "spatial": self.spatial_net.init(rng),
-            "fiber": self.fiber_net.init(rng),
-            "W": rng.uniform(-k, k, size=(self.in_channels, self.out_channels)),
-            "b": rng.uniform(-k, k, size=(self.out_channels,)),
-        }
+    def _inputs(self, graph, f, pos, ori, basis, fiber_basis):
+        G, B = self._ori.shape[0], self.basis_dim
+        f = node_array(f, "f", graph, (G, self.in_channels))
+        if B is None:
+            opt = "basis_dim is set"
+            check_optional(basis, "basis", False, opt, _OWNER)
+            check_optional(fiber_basis, "fiber_basis", False, opt, _OWNER)
+            check_optional(pos, "pos", True, "basis_dim=None (kernels of the invariants)", _OWNER)
+            pos = positions(pos, graph, self.dim)
+            if ori is not None:
+                ori = as_float64(ori, "ori", ndim=2)
+                check_shape(ori, (G, self.dim), "ori")
+            return f, pos, ori, None, None
+        opt = "basis_dim=None (kernels of the invariants)"
+        check_optional(pos, "pos", False, opt, _OWNER)
+        check_optional(ori, "ori", False, opt, _OWNER)
+        check_optional(basis, "basis", True, f"basis_dim={B}", _OWNER)
+        basis = edge_array(basis, "basis", graph, (G, B) if self.separable else (G, G, B))
+        check_optional(fiber_basis, "fiber_basis", self.separable, "separable=True", _OWNER)
+        if self.separable:
+            fiber_basis = as_float64(fiber_basis, "fiber_basis", ndim=3)
+            check_shape(fiber_basis, (G, G, B), "fiber_basis")
+        return f, None, None, basis, fiber_basis
 
-    def _check_inputs(self, graph, f, pos, ori):
-        if not isinstance(graph, Graph):
-            raise TypeError(
-                f"graph must be a Graph built by geomp_ref.make_graph; got {type(graph).__name__}"
-            )
-        if ori is None:
-            ori = self._ori
-        else:
-            ori = as_float64(ori, "ori", ndim=2)
-            if ori.shape[1] != self.dim or ori.shape[0] < 1:
-                raise ValueError(f"ori must have shape (G, {self.dim}); got {ori.shape}")
-        G = ori.shape[0]
-        f = as_float64(f, "f", ndim=3)
-        if f.shape != (graph.num_nodes, G, self.in_channels):
-            raise ValueError(
-                f"f must have shape (num_nodes, G, in_channels) = "
-                f"({graph.num_nodes}, {G}, {self.in_channels}); got {f.shape}"
-            )
-        pos = as_float64(pos, "pos", ndim=2)
-        if pos.shape != (graph.num_nodes, self.dim):
-            raise ValueError(f"pos must have shape (num_nodes, {self.dim}); got {pos.shape}")
-        return f, pos, ori
-
-    def forward(self, params, graph, f, pos, ori=None):
-        check_params(
-            params,
-            {"W": (self.in_channels, self.out_channels), "b": (self.out_channels,)},
-            "PositionOrientationConv",
-        )
-        ori_given = ori is not None
-        f, pos, ori = self._check_inputs(graph, f, pos, ori)
+    def forward(self, params, graph, f, pos=None, ori=None, basis=None, fiber_basis=None):
+        check_params(params, self.param_shapes(), _OWNER, exact=True)
+        check_graph(graph)
+        f, pos, ori_in, basis, fiber_basis = self._inputs(graph, f, pos, ori, basis, fiber_basis)
         N, G, C = f.shape
         E = graph.num_edges
-        edge_vec = edge_vectors(graph, pos)
-        inv1, inv2 = pair_invariants(edge_vec, ori)
-        a_ij = np.stack([inv1, inv2], axis=-1)
-        kappa, spatial_cache = self.spatial_net.forward(params["spatial"], a_ij)
-        A = ori @ ori.T
-        kappa_f, fiber_cache = self.fiber_net.forward(params["fiber"], A[..., None])
-        y1 = scatter.weighted_aggregate(
-            graph, f.reshape(N, G * C), kappa.reshape(E, G * C), backend=self.backend
-        ).reshape(N, G, C)
-        y2 = np.einsum("nkc,klc->nlc", y1, kappa_f) / G
-        out = dense.linear(y2, params["W"], params["b"])
+        invariants = None
+        if basis is None:
+            ori = self._ori if ori_in is None else ori_in
+            edge_vec = edge_vectors(graph, pos)
+            coords, fcoords = bundle_coords(edge_vec, ori, self.separable)
+            invariants = PositionOrientationInvariantsCache(ori_in is not None, ori, edge_vec)
+        else:
+            coords, fcoords = basis, fiber_basis
+        kappa, kernel_cache = apply_kernel(self.kernel, params["kernel"], coords, self.kernel_scale)
+        fiber = None
+        if self.separable:
+            y1 = scatter.weighted_aggregate(
+                graph, f.reshape(N, G * C), kappa.reshape(E, G * C), backend=self.backend
+            ).reshape(N, G, C)
+            kappa_f, fiber_cache = apply_kernel(
+                self.fiber_kernel, params["fiber_kernel"], fcoords, self.fiber_scale
+            )
+            y = fiber_mix(y1, kappa_f, self.mixing == "full")
+            fiber = PositionOrientationFiberCache(fiber_cache, kappa_f, y1)
+        else:
+            m = bundle_messages(kappa, f[graph.src], self.mixing == "full")
+            Cy = m.shape[-1]
+            y = scatter.aggregate(graph, m.reshape(E, G * Cy), backend=self.backend)
+            y = y.reshape(N, G, Cy)
+        b = params.get("b") if self.bias else None
+        if self.mixing == "linear":
+            out = dense.linear(y, params["W"], b)
+        else:
+            out = y + b if b is not None else y.copy()
         if self.pool:
             out = out.mean(axis=1)
         cache = PositionOrientationConvCache(
-            graph,
-            f,
-            ori,
-            ori_given,
-            edge_vec,
-            a_ij,
-            kappa,
-            spatial_cache,
-            A,
-            kappa_f,
-            fiber_cache,
-            y1,
-            y2,
+            graph, f, invariants, kernel_cache, kappa, fiber, y, out.shape
         )
         return out, cache
 
-    def backward(self, params, cache: PositionOrientationConvCache, grad_out):
-        graph, f, ori, ori_given, edge_vec, _a_ij, kappa, sc, _A, kappa_f, fc, y1, y2 = cache
+    def backward(self, params, cache, grad_out_):
+        check_cache(cache, PositionOrientationConvCache, _OWNER)
+        g = grad_out(grad_out_, cache.out_shape, _OWNER)
+        graph, f, inv, kernel_cache, kappa, fiber, y = cache[:7]
         N, G, C = f.shape
         E = graph.num_edges
-        g = np.asarray(grad_out, dtype=np.float64)
+        grads = {}
         if self.pool:
             # reverses out = mean over the grid
             g = np.broadcast_to(g[:, None, :] / G, (N, G, self.out_channels))
-        # reverses out = y2 W + b
-        grad_y2, grad_W, grad_b = dense.linear_vjp(y2, params["W"], params["b"], g)
-        # reverses y2 = (1/G) sum_k kappa_f[k, l] y1[k]
-        grad_y1 = np.einsum("nlc,klc->nkc", grad_y2, kappa_f) / G
-        grad_kappa_f = np.einsum("nkc,nlc->klc", y1, grad_y2) / G
-        # reverses y1 = weighted_aggregate(f, kappa)
-        grad_f, grad_kappa = scatter.weighted_aggregate_vjp(
-            graph,
-            f.reshape(N, G * C),
-            kappa.reshape(E, G * C),
-            grad_y1.reshape(N, G * C),
-            backend=self.backend,
+        # reverses out = y W + b (or y + b)
+        b = params.get("b") if self.bias else None
+        if self.mixing == "linear":
+            grad_y, grads["W"], grad_b = dense.linear_vjp(y, params["W"], b, g)
+        else:
+            grad_y, grad_b = g, g.reshape(-1, self.out_channels).sum(axis=0)
+        if self.bias:
+            grads["b"] = grad_b
+        grad_fcoords = None
+        if self.separable:
+            # reverses y = fiber_mix(y1, kappa_f)
+            grad_y1, grad_kappa_f = fiber_mix_vjp(
+                fiber.y1, fiber.kappa_f, grad_y, self.mixing == "full"
+            )
+            # reverses kappa_f = s_f k_f(fcoords)
+            grads["fiber_kernel"], grad_fcoords = apply_kernel_vjp(
+                self.fiber_kernel, params["fiber_kernel"], fiber.fiber_kernel, grad_kappa_f,
+                self.fiber_scale,
+            )
+            # reverses y1 = weighted_aggregate(f, kappa)
+            grad_f, grad_kappa = scatter.weighted_aggregate_vjp(
+                graph,
+                f.reshape(N, G * C),
+                kappa.reshape(E, G * C),
+                grad_y1.reshape(N, G * C),
+                backend=self.backend,
+            )
+            grad_f, grad_kappa = grad_f.reshape(N, G, C), grad_kappa.reshape(kappa.shape)
+        else:
+            # reverses y = aggregate(m): a gather at the receivers
+            Cy = grad_y.shape[-1]
+            grad_m = scatter.gather(grad_y.reshape(N, G * Cy), graph.dst).reshape(E, G, Cy)
+            # reverses m = bundle_messages(kappa, f[src])
+            grad_kappa, grad_f_src = bundle_messages_vjp(
+                kappa, f[graph.src], grad_m, self.mixing == "full"
+            )
+            # reverses f_src = f[src]
+            grad_f = scatter.scatter_sum(grad_f_src, graph.src, N, backend=self.backend)
+        # reverses kappa = s k(coords)
+        grads["kernel"], grad_coords = apply_kernel_vjp(
+            self.kernel, params["kernel"], kernel_cache, grad_kappa, self.kernel_scale
         )
-        grad_f = grad_f.reshape(N, G, C)
-        grad_kappa = grad_kappa.reshape(E, G, C)
-        # reverses kappa_f = MLP_f(A) and kappa = MLP_s(a_ij)
-        grad_fiber, (grad_A,) = self.fiber_net.backward(params["fiber"], fc, grad_kappa_f)
-        grad_spatial, (grad_a,) = self.spatial_net.backward(params["spatial"], sc, grad_kappa)
-        grad_A = grad_A[..., 0]
-        # reverses (inv1, inv2) = pair_invariants(edge_vec, ori) and A = ori ori^T
-        grad_ev, grad_ori = pair_invariants_vjp(edge_vec, ori, grad_a[..., 0], grad_a[..., 1])
-        grad_ori = grad_ori + (grad_A + grad_A.T) @ ori
+        if inv is None:
+            return grads, (grad_f, None, None, grad_coords, grad_fcoords)
+        # reverses (coords, fcoords) = bundle_coords(edge_vec, ori)
+        grad_ev, grad_ori = bundle_coords_vjp(inv.edge_vec, inv.ori, grad_coords, grad_fcoords)
         # reverses edge_vec = pos[src] - pos[dst]
-        grad_pos = edge_vectors_vjp(graph, grad_ev) if E else np.zeros((N, self.dim))
-        grads = {"spatial": grad_spatial, "fiber": grad_fiber, "W": grad_W, "b": grad_b}
-        if ori_given:
-            return grads, (grad_f, grad_pos, grad_ori)
-        return grads, (grad_f, grad_pos)
+        grad_pos = edge_vectors_vjp(graph, grad_ev)
+        return grads, (grad_f, grad_pos, grad_ori if inv.ori_given else None, None, None)
+
+    def calibration_scales(self, cache) -> tuple[float, float]:
+        r"""PONITA's first-training-call factors from a forward cache: ``(s, s_f)``.
+
+        Separable: :math:`s = \mathrm{std}(f)/\mathrm{std}(y1)`,
+        :math:`s_f = \mathrm{std}(y1)/\mathrm{std}(y)`; otherwise
+        :math:`s = \mathrm{std}(f)/\mathrm{std}(y)`, :math:`s_f = 1` (unbiased std over all
+        entries, as ``torch.Tensor.std``; ``y`` before W and b). The re-scaled layer is
+        ``dataclasses.replace(layer, kernel_scale=layer.kernel_scale * s,
+        fiber_scale=layer.fiber_scale * s_f)``.
+        """
+        check_cache(cache, PositionOrientationConvCache, _OWNER)
+        std_in = float(np.std(cache.f, ddof=1))
+        if self.separable:
+            std_1 = float(np.std(cache.fiber.y1, ddof=1))
+            return std_in / std_1, std_1 / float(np.std(cache.y, ddof=1))
+        return std_in / float(np.std(cache.y, ddof=1)), 1.0

@@ -1,5 +1,9 @@
-"""Lifting and group convolutions on rotation grids: VJPs, exact grid-group equivariance,
-approximate continuous equivariance, backends, an independent loop, bad input."""
+"""Lifting and group convolutions on rotation grids: what is specific to these layers.
+
+The registry battery (``tests/test_cases.py``: VJP, exact grid-group symmetry, backends) covers
+the registered configurations; here: an independent loop, a two-layer hypothesis check, the empty
+graph, the sensitivity of the symmetry checks, the kernel field and the layers' own errors.
+"""
 
 from __future__ import annotations
 
@@ -10,45 +14,15 @@ from hypothesis import strategies as st
 
 from geomp_ref import testing
 from geomp_ref.cases import cases
-from geomp_ref.cases.group_conv import grid_elements
 from geomp_ref.graph import make_graph
-from geomp_ref.layers.group_conv import GroupConv, LiftingConv, grid_permutation, rotation_grid
+from geomp_ref.layers.group_conv import GroupConv, LiftingConv
+from geomp_ref.layers.kernels import BSplineKernel, MLPKernel
+from geomp_ref.lie.grids import grid_permutation, rotation_grid
 
 CASES = [c for c in cases("group_conv") if c.name.startswith(("LiftingConv/", "GroupConv/"))]
-IDS = [c.name for c in CASES]
 
 
-@pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_vjp(case, rng):
-    errs = testing.check_case_vjp(case, rng, num_nodes=5)
-    assert max(errs.values()) <= case.vjp_rtol, errs
-
-
-@pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_symmetry(case, rng):
-    graph, inputs = case.make_inputs(rng, 6)
-    params = case.layer.init(rng)
-    testing.assert_equivariant(
-        case.layer,
-        params,
-        graph,
-        inputs,
-        case.input_kinds,
-        case.output_kinds,
-        case.group,
-        rng=rng,
-        atol=case.sym_atol,
-    )
-
-
-@pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_backends(case, rng, backend):
-    graph, inputs = case.make_inputs(rng, 5)
-    params = case.layer.init(rng)
-    testing.assert_backends_agree(case.layer, params, graph, inputs, backends=[backend])
-
-
-@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_empty_graph(case, rng):
     graph, inputs = case.make_inputs(rng, 0)
     params = case.layer.init(rng)
@@ -98,26 +72,27 @@ def _direct_group_conv(layer, params, graph, f, pos):
             acc = np.zeros(layer.in_channels)
             for e in np.flatnonzero(graph.dst == i):
                 j = graph.src[e]
-                kap = layer.spatial_net(params["spatial"], (R[k].T @ (pos[j] - pos[i]))[None])[0]
+                kap = layer.kernel(params["kernel"], (R[k].T @ (pos[j] - pos[i]))[None])[0]
                 if f.ndim == 2:
                     acc += kap * f[j]
                 else:
-                    h = (
-                        sum(
-                            layer.fiber_net(params["fiber"], (R[k].T @ R[m]).reshape(1, -1))[0]
-                            * f[j, m]
-                            for m in range(G)
-                        )
-                        / G
-                    )
-                    acc += kap * h
+                    rel = [(R[k].T @ R[m]).reshape(1, -1) for m in range(G)]
+                    fib = [layer.fiber_kernel(params["fiber_kernel"], r)[0] for r in rel]
+                    acc += kap * sum(fib[m] * f[j, m] for m in range(G)) / G
             out[i, k] = acc @ params["W"] + params["b"]
     return out
 
 
-@pytest.mark.parametrize("cls,grid", [(LiftingConv, "SO3_tetra"), (GroupConv, "SO2_5")])
-def test_against_direct_loops(cls, grid, rng):
-    layer = cls(2, 3, grid=grid, hidden=5)
+@pytest.mark.parametrize(
+    "cls,grid,kernel",
+    [
+        (LiftingConv, "SO3_tetra", None),
+        (GroupConv, "SO2_5", None),
+        (GroupConv, "SO2_4", BSplineKernel(2, 2, degree=2, grid_size=4, extent=2.0)),
+    ],
+)
+def test_against_direct_loops(cls, grid, kernel, rng):
+    layer = cls(2, 3, grid=grid, hidden=5, kernel=kernel)
     params = layer.init(rng)
     graph = testing.random_graph(rng, 4, self_loops=True)
     G, D = layer.rotations.shape[:2]
@@ -129,6 +104,20 @@ def test_against_direct_loops(cls, grid, rng):
         rtol=1e-12,
         atol=1e-13,
     )
+
+
+def test_old_options_build_the_equivalent_kernel_specs(rng):
+    """``hidden``/``activation`` build MLP kernels; passing those specs gives the same layer."""
+    layer = GroupConv(2, 3, grid="SO3_tetra", hidden=7, activation="tanh")
+    assert layer.kernel == MLPKernel(3, 2, (7, 7), "tanh")
+    assert layer.fiber_kernel == MLPKernel(9, 2, (7,), "tanh")
+    explicit = GroupConv(2, 3, grid="SO3_tetra", kernel=layer.kernel,
+                         fiber_kernel=layer.fiber_kernel)
+    params = layer.init(rng)
+    graph = testing.random_graph(rng, 5, self_loops=True)
+    f, pos = rng.normal(size=(5, 12, 2)), rng.normal(size=(5, 3))
+    np.testing.assert_array_equal(layer(params, graph, f, pos), explicit(params, graph, f, pos))
+    assert sorted(params) == ["W", "b", "fiber_kernel", "kernel"]
 
 
 def test_continuous_rotation_is_only_approximate(rng):
@@ -143,40 +132,22 @@ def test_continuous_rotation_is_only_approximate(rng):
         layer(params, graph, f, pos @ Q.T).mean(1) - layer(params, graph, f, pos).mean(1)
     ).max()
     assert err > 1e-8
-    with pytest.raises(ValueError, match="not a symmetry of the grid"):
-        grid_permutation(rotation_grid("SO2_8"), Q)
 
 
-@pytest.mark.parametrize(
-    "name,size", [("SO2_7", 7), ("SO3_tetra", 12), ("SO3_octa", 24), ("SO3_icosa", 60)]
-)
-def test_rotation_grids_are_groups(name, size):
-    R = rotation_grid(name)
-    assert R.shape[0] == size
-    np.testing.assert_allclose(
-        np.einsum("kab,kac->kbc", R, R), np.broadcast_to(np.eye(R.shape[1]), R.shape), atol=1e-14
-    )
-    for Q in R:  # closed under products: every element permutes the grid
-        perm = grid_permutation(R, Q)
-        assert sorted(perm.tolist()) == list(range(size))
-
-
-def test_orientation_grids_symmetric_under_their_groups():
-    for grid, group in (
-        ("S2_icosahedron", "SO3_icosa"),
-        ("S2_octahedron", "SO3_octa"),
-        ("S1_8", "SO2_8"),
-    ):
-        o = grid_elements(grid)
-        for Q in rotation_grid(group):
-            grid_permutation(o, Q)
-
-
-def test_bad_inputs(rng):
-    with pytest.raises(ValueError, match="grid"):
+def test_bad_specs_and_inputs(rng):
+    with pytest.raises(ValueError, match="LiftingConv.grid"):
         LiftingConv(2, 3, grid="SO3_cube")
-    with pytest.raises(ValueError, match="in_channels"):
-        GroupConv(0, 3)
+    for bad in (0, 2.5, True):
+        with pytest.raises((ValueError, TypeError), match="GroupConv.in_channels"):
+            GroupConv(bad, 3)
+    with pytest.raises(ValueError, match="GroupConv.activation"):
+        GroupConv(2, 3, activation="swoosh")
+    with pytest.raises(ValueError, match="GroupConv.kernel"):
+        GroupConv(2, 3, grid="SO2_4", kernel=MLPKernel(3, 2))  # the grid is 2D
+    with pytest.raises(ValueError, match="GroupConv.fiber_kernel"):
+        GroupConv(2, 3, grid="SO2_4", fiber_kernel=MLPKernel(4, 3))  # C_in = 2 values
+    with pytest.raises(TypeError, match="LiftingConv.kernel"):
+        LiftingConv(2, 3, kernel="mlp")
     layer = GroupConv(2, 3, grid="SO2_4")
     params = layer.init(rng)
     graph = make_graph(np.array([[0, 1], [1, 0]]), 2)
@@ -191,3 +162,5 @@ def test_bad_inputs(rng):
         layer(params, graph, f, bad)
     with pytest.raises(ValueError, match="W"):
         layer({**params, "W": np.zeros((3, 3))}, graph, f, pos)
+    with pytest.raises(ValueError, match="spatial"):
+        layer({**params, "spatial": params["kernel"]}, graph, f, pos)
