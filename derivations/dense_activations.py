@@ -30,9 +30,12 @@ With :math:`\sigma(x) = 1/(1+e^{-x})`:
 ``softplus`` :math:`\log(1+e^x)' = e^x/(1+e^x) = \sigma`; ``shifted_softplus`` differs by a
 constant, same derivative; ``sigmoid`` :math:`\sigma' = \sigma(1-\sigma)`; ``tanh``
 :math:`1 - \tanh^2`; ``relu`` :math:`[x > 0]`, with the subgradient 0 chosen at 0 (any value in
-[0, 1] is a subgradient there). ``derive_activation_derivative`` differentiates the definition and
-``check_activations`` proves each closed form symbolically, then compares values and derivatives
-with 50-digit references at points from -40 to 40 (the saturated tails included).
+[0, 1] is a subgradient there); ``gelu`` :math:`(x\Phi(x))' = \Phi(x) + x\varphi(x)` with
+:math:`\Phi` the standard normal CDF :math:`\tfrac12(1 + \mathrm{erf}(x/\sqrt2))` and
+:math:`\varphi` its density (the exact GELU, torch's default ``approximate="none"``).
+``derive_activation_derivative`` differentiates the definition and ``check_activations`` proves
+each closed form symbolically, then compares values and derivatives with 50-digit references at
+points from -40 to 40 (the saturated tails included).
 
 The shift of ``shifted_softplus`` is :math:`\ln 2` correctly rounded
 (``LN2 = 0.6931471805599453``) so that ``ssp(0) = 0`` exactly; PyG builds the constant as a float32
@@ -178,6 +181,9 @@ ACTIVATIONS = {
     "tanh": sp.tanh,
     "relu": lambda x: sp.Max(x, 0),
     "identity": lambda x: x,
+    # Phi(x) = erfc(-x / sqrt 2) / 2: the same function as (1 + erf(x / sqrt 2)) / 2, without the
+    # cancellation of 1 + erf in the far negative tail (which ruins 50-digit references there)
+    "gelu": lambda x: x * sp.erfc(-x / sp.sqrt(2)) / 2,
 }
 
 #: The closed-form derivatives the code implements (module table of activations.py).
@@ -189,6 +195,7 @@ CLAIMED_DERIVATIVES = {
     "tanh": lambda x: 1 - sp.tanh(x) ** 2,
     "relu": lambda x: sp.Heaviside(x, 0),
     "identity": lambda x: sp.Integer(1),
+    "gelu": lambda x: sp.erfc(-x / sp.sqrt(2)) / 2 + x * sp.exp(-x**2 / 2) / sp.sqrt(2 * sp.pi),
 }
 
 
@@ -199,14 +206,16 @@ def derive_linear(x: np.ndarray, W: np.ndarray, b) -> np.ndarray:
 
 
 def derive_mlp(
-    params: dict, x: np.ndarray, sizes, activation: str, activate_last: bool, bias: bool
+    params: dict, x: np.ndarray, sizes, activation: str, activate_last: bool, bias
 ) -> np.ndarray:
-    """The MLP's output expression, layer by layer (``z = h @ W + b``, ``h = act(z)``)."""
+    """The MLP's output expression, layer by layer (``z = h @ W + b``, ``h = act(z)``); ``bias``
+    is a bool or one bool per layer."""
     act = np.vectorize(ACTIVATIONS[activation], otypes=[object])
     h = x
     L = len(sizes) - 1
+    flags = tuple(bias) if isinstance(bias, tuple) else (bias,) * L
     for k in range(L):
-        z = derive_linear(h, params[f"W{k}"], params[f"b{k}"] if bias else None)
+        z = derive_linear(h, params[f"W{k}"], params[f"b{k}"] if flags[k] else None)
         h = act(z) if (k < L - 1 or activate_last) else z
     return h
 
@@ -293,6 +302,7 @@ def check_mlp(rng: np.random.Generator) -> list:
         ("tanh", True, False),
         ("relu", False, True),
         ("shifted_softplus", True, True),
+        ("silu", True, (True, False)),  # per-layer bias: EGNN's coordinate network
     ):
         mlp = MLP(sizes, activation, activate_last=activate_last, bias=bias)
         pv = mlp.init(rng)
@@ -605,11 +615,20 @@ def check_edge_lengths(rng: np.random.Generator) -> list:
     )
     # At v = 0 the length has no derivative: raise, naming the input.
     try:
-        geometry.edge_length(np.zeros((1, 3)))
+        geometry.edge_length(np.zeros((1, 3)), name="pos")
         failures.append("edge_length(0) did not raise")
     except ValueError as exc:
         if "pos" not in str(exc):
             failures.append(f"edge_length(0) error does not name the input: {exc}")
+    # Scaled evaluation: 1e200 and 1e-200 components give the exact scaled length and unit vector
+    # (the naive sqrt(sum v^2) overflows to inf / underflows to 0 there).
+    for scale in (1e200, 1e-200):
+        with mp.workdps(50):
+            want = [float(mp.sqrt(sum(mp.mpf(float(c)) ** 2 for c in row)) * mp.mpf(scale))
+                    for row in vv]
+        compare(f"edge_length(v * {scale:g})", geometry.edge_length(vv * scale), want, failures)
+        compare(f"edge_length_vjp(v * {scale:g})", geometry.edge_length_vjp(vv * scale, gv),
+                geometry.edge_length_vjp(vv, gv), failures)
     return failures
 
 

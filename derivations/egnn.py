@@ -1,6 +1,7 @@
 r"""Lesson: the backward pass of an EGNN layer (Satorras et al. 2021, eqs. 3-7).
 
-Forward on one edge e = (j -> i) (receiver i = dst, sender j = src; ``geomp_ref/layers/egnn.py``)::
+Forward on one edge e = (j -> i) (receiver i = dst, sender j = src;
+``geomp_ref/layers/egnn_layer.py``)::
 
     D      = x_i - x_j            (= -edge_vec: EGNN's sign is the opposite of ours)
     r      = |D|^2
@@ -25,7 +26,8 @@ Reverse mode, bottom-up (g_<name> = cotangent):
    ``du/dD = I/(n + eps) - D D^T / (n (n + eps)^2)``, ``n = |D|``. Its second term is bounded by
    ``1/(n + eps)`` times ``n/(n + eps)`` and vanishes as ``n -> 0``, so ``du/dD -> I/eps``:
    coincident atoms have a derivative. egnn_clean detaches ``n`` in torch, so its autograd keeps
-   only the first term; we implement the true derivative.
+   only the first term; the layer implements the true derivative by default and that first term
+   alone with ``detach_norm=True`` (checked below with ``n`` entering SymPy as a constant).
 5. Attention: ``g_m_raw = g_m * att + (<g_m, m_raw> att (1 - att)) W_inf^T``.
 6. Edge network: ``phi_e``'s VJP gives ``g_h_i`` (summed at receivers), ``g_h_j`` (summed at
    senders), ``g_r`` and ``g_a``; ``g_D += 2 g_r D``.
@@ -41,8 +43,9 @@ This script checks with SymPy:
   attributes, assembled by the chain rule (steps 1-7) from the *symbolic* Jacobians of the edge
   function ``(h_i, h_j, D, a) -> (m, t)`` and the node function ``(h, agg_m) -> (h', phi_v(h))``
   (evaluated at 30 digits), against ``EGNNLayer.backward`` -- for the gcl flavour (attention,
-  normalisation ``+1``, tanh, velocity,
-  edge attributes, an *active* clamp) and egnn_clean (normalisation ``1e-8``, sum aggregation).
+  normalisation ``+1``, tanh, velocity, edge attributes, an *active* clamp), egnn_clean
+  (normalisation ``1e-8``, sum aggregation) and egnn_clean with ``detach_norm=True`` (the norm a
+  constant in SymPy too).
 
 Run: ``python3 derivations/egnn.py [--check]`` (about 5 s; exit status 0 on success).
 """
@@ -131,7 +134,7 @@ def _edge_function(o, p):
     mr = sp.Matrix([sp.symbols(f"m0:{H}")])
     m = mr
     if o.attention:
-        logit = (mr * _F(p["phi_inf"]["W"]))[0] + sp.Float(p["phi_inf"]["b"][0], 40)
+        logit = (mr * _F(p["phi_inf"]["W0"]))[0] + sp.Float(p["phi_inf"]["b0"][0], 40)
         m = mr / (1 + sp.exp(-logit))
     att = _stage(list(mr), m)
     sx = (_mlp({"W0": p["phi_x"]["W0"], "b0": p["phi_x"]["b0"]}, mr, True) * _F(p["phi_x"]["W1"]))[
@@ -140,12 +143,14 @@ def _edge_function(o, p):
     phi_x = _stage(list(mr), [sp.tanh(sx) if o.tanh else sx])
     sv = sp.Symbol("s")
     Dv = sp.Matrix([D])
-    u = Dv / (sp.sqrt(Dv.dot(Dv)) + sp.Float(o.norm_eps, 40)) if o.normalize else Dv
+    nv = sp.Symbol("n")  # detach_norm: the norm enters as a constant (its column is dropped)
+    norm = nv if o.detach_norm else sp.sqrt(Dv.dot(Dv))
+    u = Dv / (norm + sp.Float(o.norm_eps, 40)) if o.normalize else Dv
     t = u * sv
     if o.clamp is not None:
         c = sp.Float(o.clamp, 40)
         t = t.applyfunc(lambda q: sp.Max(-c, sp.Min(c, q)))
-    coord = _stage(list(D) + [sv], t)
+    coord = _stage(list(D) + [sv, nv], t)
 
     def call(*vals):
         vals = np.asarray(vals, dtype=float)
@@ -160,7 +165,7 @@ def _edge_function(o, p):
         m_val, J_att = att(*m_raw)
         J_m = J_att @ J_e @ J_z
         s_val, J_s = phi_x(*m_val)
-        t_val, J_t = coord(*np.concatenate([Dn, s_val]))
+        t_val, J_t = coord(*np.concatenate([Dn, s_val, [np.linalg.norm(Dn)]]))
         J_D = np.zeros((3, nargs))
         J_D[:, 2 * nh : 2 * nh + 3] = np.eye(3)
         J_tt = J_t[:, :3] @ J_D + np.outer(J_t[:, 3], J_s[0] @ J_m)
@@ -200,12 +205,13 @@ def check_layer(**options) -> float:
     x, h = rng.normal(size=(3, 3)), rng.normal(size=(3, 2))
     v = rng.normal(size=(3, 3)) if o.velocity else None
     a = rng.normal(size=(4, o.edge_features)) if o.edge_features else np.zeros((4, 0))
-    inputs = [h, x] + ([v] if o.velocity else []) + ([a] if o.edge_features else [])
+    inputs = [h, x, v, a if o.edge_features else None]
     graph = make_graph(EDGES, 3)
     (h_new, x_new), cache = o.forward(p, graph, *inputs)
     if o.clamp is not None:  # away from the kinks, where Max/Min are differentiable ...
-        assert np.min(np.abs(np.abs(cache.t) - o.clamp)) > 1e-6
-        assert o.clamp >= 1.0 or np.any(np.abs(cache.t) > o.clamp)  # ... and active if small
+        t = cache.coord.t
+        assert np.min(np.abs(np.abs(t) - o.clamp)) > 1e-6
+        assert o.clamp >= 1.0 or np.any(np.abs(t) > o.clamp)  # ... and active if small
     cot_h, cot_x = rng.normal(size=h_new.shape), rng.normal(size=x_new.shape)
     _, g_in = o.backward(p, cache, (cot_h, cot_x))
 
@@ -268,13 +274,18 @@ def main(argv=None) -> int:
             "tanh": True,
             "velocity": True,
             "edge_features": 1,
-            "clamp": 0.05,
+            "clamp": 0.025,
             "coords_weight": 0.7,
         },
         "egnn_clean: norm(1e-8), sum": {
             "flavour": "egnn_clean",
             "normalize": True,
             "coords_agg": "sum",
+        },
+        "egnn_clean: norm(1e-8) detached (torch's .detach())": {
+            "flavour": "egnn_clean",
+            "normalize": True,
+            "detach_norm": True,
         },
     }
     for name, kw in runs.items():

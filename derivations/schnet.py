@@ -1,6 +1,6 @@
 r"""Lesson: the backward pass of SchNet's continuous-filter convolution, and the forces.
 
-Forward on one edge e = (j -> i) (sender j, receiver i; ``geomp_ref/layers/schnet.py``)::
+Forward on one edge e = (j -> i) (sender j, receiver i; ``geomp_ref/layers/cfconv.py``)::
 
     d      = |x_j - x_i|
     e_k    = exp(-gamma (d - mu_k)^2)                 Gaussian expansion, k = 1..G
@@ -24,9 +24,13 @@ Reverse mode, one line per forward line read bottom-up (cotangents written g_<na
 6. ``d = |x_j - x_i|``: ``g_(x_j - x_i) = g_d (x_j - x_i)/d``, which adds ``+`` to sender j and
    ``-`` to receiver i (``edge_vectors_vjp``). At d = 0 there is no derivative: the layer raises.
 
-In the model, every interaction reads the same d, so the per-edge ``g_d`` of all blocks are
-summed before step 6 runs once; the residual ``h <- h + v(h)`` adds the block's input gradient
-to the pass-through gradient. Forces are ``F = -g_pos`` for ``g_energy = 1``.
+In the model every interaction reads the same d; each interaction block computes d from the
+positions itself and returns its own position gradient, and the model sums them (the same total
+as summing the per-edge ``g_d`` first, since step 6 is linear in ``g_d``). The residual
+``h <- h + v(h)`` adds the block's input gradient to the pass-through gradient. Forces are
+``F = -g_pos`` for ``g_energy = 1``. Edges at or beyond the cutoff have ``C = C' = 0``, so their
+``g_w_raw`` and hence ``g_e`` vanish: the layer skips their Gaussian term (at d = 1e200 it would
+read ``0 * inf``).
 
 This script checks, with SymPy:
 

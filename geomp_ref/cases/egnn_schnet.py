@@ -1,4 +1,4 @@
-"""Cases of SchNet (CFConv, interaction, model) and EGNN (PointConv: :mod:`.pointconv`).
+"""Cases of SchNet (CFConv, interaction, model) and EGNN (layer and egnn_clean stack).
 
 Groups: CFConv / SchNetInteraction / SchNet are E(3)-invariant; EGNN is
 E(3)-equivariant (h invariant, x a position, v a vector). The gcl-flavour EGNN cases use SiLU (as
@@ -57,39 +57,38 @@ def _schnet_molecule(rng, mol):
     return graph, (mol.z.copy(), pos)
 
 
-def _egnn_maker(velocity: bool, edge_features: int):
+def _egnn_maker(velocity: bool, edge_features: int, node_attr: int = 0):
     def make(rng, num_nodes):
         graph, pos = random_cloud_graph(rng, num_nodes)
-        inputs = (rng.normal(size=(num_nodes, C_IN)), pos)
-        if velocity:
-            inputs += (rng.normal(size=(num_nodes, 3)),)
-        if edge_features:
-            inputs += (rng.normal(size=(graph.num_edges, edge_features)),)
-        return graph, inputs
+        return graph, (
+            rng.normal(size=(num_nodes, C_IN)),
+            pos,
+            rng.normal(size=(num_nodes, 3)) if velocity else None,
+            rng.normal(size=(graph.num_edges, edge_features)) if edge_features else None,
+            rng.normal(size=(num_nodes, node_attr)) if node_attr else None,
+        )
 
     return make
 
 
-def _egnn_molecule_maker(velocity: bool, edge_features: int):
+def _egnn_molecule_maker(velocity: bool, edge_features: int, node_attr: int = 0):
     def make(rng, mol):
         graph, pos = molecule_graph(mol)
         n = len(mol.z)
-        inputs = (np.eye(C_IN)[mol.z % C_IN] + 0.1 * rng.normal(size=(n, C_IN)), pos)
-        if velocity:
-            inputs += (rng.normal(size=(n, 3)),)
-        if edge_features:
-            inputs += (rng.normal(size=(graph.num_edges, edge_features)),)
-        return graph, inputs
+        onehot = np.eye(C_IN)[mol.z % C_IN]
+        return graph, (
+            onehot + 0.1 * rng.normal(size=(n, C_IN)),
+            pos,
+            rng.normal(size=(n, 3)) if velocity else None,
+            rng.normal(size=(graph.num_edges, edge_features)) if edge_features else None,
+            np.eye(node_attr)[mol.z % node_attr] if node_attr else None,
+        )
 
     return make
 
 
-def _egnn_kinds(velocity: bool, edge_features: int):
-    return (
-        ("node_scalar", "position")
-        + (("vector",) if velocity else ())
-        + (("edge_scalar",) if edge_features else ())
-    )
+# kinds of (h, x, v, edge_attr, node_attr); absent inputs are None in make_inputs
+EGNN_KINDS = ("node_scalar", "position", "vector", "edge_scalar", "node_scalar")
 
 
 def register() -> list[Case]:
@@ -172,37 +171,51 @@ def register() -> list[Case]:
             "attention": True,
             "edge_features": 2,
         },
+        "qm9-mask": {
+            "flavour": "gcl",
+            "activation": "silu",
+            "attention": True,
+            "update_coords": False,
+            "node_attr_features": 3,
+        },
     }
     for name, kw in egnn_layers.items():
         vel, ef = kw.get("velocity", False), kw.get("edge_features", 0)
+        na = kw.get("node_attr_features", 0)
         out.append(
             Case(
                 f"EGNNLayer/{name}",
                 EGNNLayer(C_IN, 8, coord_init_gain=1.0, **kw),
-                _egnn_maker(vel, ef),
-                _egnn_kinds(vel, ef),
+                _egnn_maker(vel, ef, na),
+                EGNN_KINDS,
                 ("node_scalar", "position"),
                 "E3",
                 fd_eps=1e-4,
-                extra={"from_molecule": _egnn_molecule_maker(vel, ef)},
+                notes="QM9's E_GCL_mask: no coordinate update, node_attr into phi_h"
+                if name == "qm9-mask" else "",
+                extra={"from_molecule": _egnn_molecule_maker(vel, ef, na)},
             )
         )
     egnn_models = {
-        "egnn_clean": {"flavour": "egnn_clean"},
-        "gcl-vel": {"flavour": "gcl", "activation": "silu", "velocity": True, "edge_features": 2},
+        "egnn_clean": (3, {"flavour": "egnn_clean"}),
+        "gcl-vel": (3, {"flavour": "gcl", "activation": "silu", "velocity": True,
+                        "edge_features": 2}),
+        "vel-no-out": (None, {"flavour": "gcl", "activation": "silu", "velocity": True,
+                              "edge_features": 2, "node_attr_features": 2}),
     }
-    for name, kw in egnn_models.items():
+    for name, (out_features, kw) in egnn_models.items():
         vel, ef = kw.get("velocity", False), kw.get("edge_features", 0)
+        na = kw.get("node_attr_features", 0)
         out.append(
             Case(
                 f"EGNN/{name}",
-                EGNN(C_IN, 8, 3, num_layers=2, coord_init_gain=1.0, **kw),
-                _egnn_maker(vel, ef),
-                _egnn_kinds(vel, ef),
+                EGNN(C_IN, out_features, EGNNLayer(8, 8, coord_init_gain=1.0, **kw), num_layers=2),
+                _egnn_maker(vel, ef, na),
+                EGNN_KINDS,
                 ("node_scalar", "position"),
                 "E3",
                 fd_eps=1e-4,
-                extra={"from_molecule": _egnn_molecule_maker(vel, ef)},
+                extra={"from_molecule": _egnn_molecule_maker(vel, ef, na)},
             )
         )
     return out

@@ -7,10 +7,13 @@ r"""Edge-conditioned convolution (Gilmer's edge network; PyG ``NNConv``).
     out_i = \mathrm{AGG}_{j \to i}\, m_{ij} + h_i W_{root} + b .
 
 Gilmer's :math:`A(e_{ij}) = \Theta_{ij}^T`; the reshape is row-major (C_in, C_out) as in PyG.
-AGG is ``"sum"`` (the paper) or ``"mean"`` (PyG's QM9 example).
+AGG is ``"sum"`` (the paper) or ``"mean"`` (PyG's QM9 example). :math:`\mathrm{MLP}_e` is
+Lin(edge_dim -> edge_hidden) -> ReLU -> Lin(edge_hidden -> C_in C_out), the network PyG's QM9
+example passes as ``nn``.
 
 Backward: :math:`\bar m = \mathrm{AGG}^T(\bar{out})`, :math:`\bar\Theta_{ij} = h_j \bar m_{ij}^T`,
-:math:`\bar h_j \mathrel{+}= \Theta_{ij} \bar m_{ij}` (summed at senders), root term by the linear VJP.
+:math:`\bar h_j \mathrel{+}= \Theta_{ij} \bar m_{ij}` (summed at senders), root term by the
+linear VJP.
 Derivation: ``derivations/mpnn.py``.
 """
 
@@ -21,24 +24,51 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._validate import (
+    as_rng,
+    check_alloc,
+    check_cache,
+    check_choice,
+    check_graph,
+    check_int,
+    edge_array,
+    node_array,
+)
+from .._validate import grad_out as _grad_out
+from ..graph import Graph
 from ..ops import dense, scatter
-from .base import Block, check_backend, check_params
+from .base import Block, check_backend, check_params, linear_init
 from .mlp import MLP, MLPCache
 
 __all__ = ["NNConv", "NNConvCache"]
 
 
 class NNConvCache(NamedTuple):
-    graph: object
-    h: np.ndarray
-    edge_attr: np.ndarray
-    theta: np.ndarray  # (E, C_in, C_out)
+    graph: Graph
+    h: np.ndarray  # (N, C_in)
+    theta: np.ndarray  # (E, C_in, C_out) per-edge matrices
     edge_net: MLPCache
 
 
 @dataclass(frozen=True)
 class NNConv(Block):
-    """Edge-network convolution; params ``{"edge_net": MLP, "W_root": (C_in, C_out), "b": (C_out,)}``."""
+    """Edge-network convolution ``forward(params, graph, h, edge_attr) -> (out, cache)``.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        C_in (width of ``h``) and C_out.
+    edge_dim : int
+        Width of ``edge_attr``.
+    edge_hidden : int
+        Hidden width of the edge network.
+    aggr : {"sum", "mean"}
+    backend : str
+
+    Params: ``{"edge_net": MLP(edge_dim, edge_hidden, C_in C_out) params, "W_root": (C_in, C_out),
+    "b": (C_out,)}`` (PyG 2.x: ``nn[0]``, ``nn[2]``, ``lin.weight.T``, ``bias``).
+    ``backward(params, cache, grad_out) -> (grads, (grad_h, grad_edge_attr))``.
+    """
 
     in_channels: int
     out_channels: int
@@ -48,41 +78,56 @@ class NNConv(Block):
     backend: str = "numpy"
 
     def __post_init__(self):
-        if self.aggr not in ("sum", "mean"):
-            raise ValueError(f"NNConv.aggr must be 'sum' or 'mean'; got {self.aggr!r}")
+        for name in ("in_channels", "out_channels", "edge_dim", "edge_hidden"):
+            check_int(getattr(self, name), f"NNConv.{name}", minimum=1)
+        check_choice(self.aggr, "NNConv.aggr", ("sum", "mean"))
         check_backend(self.backend, "NNConv")
+        net = MLP((self.edge_dim, self.edge_hidden, self.in_channels * self.out_channels), "relu")
+        object.__setattr__(self, "edge_net", net)
 
-    @property
-    def edge_net(self) -> MLP:
-        return MLP((self.edge_dim, self.edge_hidden, self.in_channels * self.out_channels), "relu")
-
-    def init(self, rng):
-        k = 1.0 / np.sqrt(self.in_channels)
+    def param_shapes(self) -> dict:
         return {
-            "edge_net": self.edge_net.init(rng),
-            "W_root": rng.uniform(-k, k, size=(self.in_channels, self.out_channels)),
-            "b": rng.uniform(-k, k, size=(self.out_channels,)),
+            "edge_net": self.edge_net.param_shapes(),
+            "W_root": (self.in_channels, self.out_channels),
+            "b": (self.out_channels,),
         }
 
+    def init(self, rng):
+        rng = as_rng(rng, "rng")
+        net = self.edge_net.init(rng)
+        W, b = linear_init(rng, self.in_channels, self.out_channels,
+                           name="NNConv.in_channels x out_channels")
+        return {"edge_net": net, "W_root": W, "b": b}
+
     def forward(self, params, graph, h, edge_attr):
-        check_params(params, {"W_root": (self.in_channels, self.out_channels), "b": (self.out_channels,)}, "NNConv")
+        check_params(params, self.param_shapes(), "NNConv", exact=True)
+        check_graph(graph)
+        h = node_array(h, "h", graph, self.in_channels)
+        edge_attr = edge_array(edge_attr, "edge_attr", graph, self.edge_dim)
+        check_alloc((graph.num_edges, self.in_channels, self.out_channels),
+                    "NNConv (num_edges x in_channels x out_channels)")
         theta_flat, net_cache = self.edge_net.forward(params["edge_net"], edge_attr)
         theta = theta_flat.reshape(-1, self.in_channels, self.out_channels)
         m = np.einsum("ea,eab->eb", h[graph.src], theta)
         agg_fn = scatter.aggregate if self.aggr == "sum" else scatter.aggregate_mean
-        out = agg_fn(graph, m, backend=self.backend) + dense.linear(h, params["W_root"], params["b"])
-        return out, NNConvCache(graph, h, edge_attr, theta, net_cache)
+        root = dense.linear(h, params["W_root"], params["b"])
+        out = agg_fn(graph, m, backend=self.backend) + root
+        return out, NNConvCache(graph, h, theta, net_cache)
 
     def backward(self, params, cache: NNConvCache, grad_out):
-        graph, h, _, theta, net_cache = cache
+        check_cache(cache, NNConvCache, "NNConv")
+        graph, h, theta, net_cache = cache
+        g = _grad_out(grad_out, (graph.num_nodes, self.out_channels), "NNConv")
         # reverses out = AGG m + h W_root + b
-        grad_h, grad_W, grad_b = dense.linear_vjp(h, params["W_root"], params["b"], grad_out)
+        grad_h, grad_W, grad_b = dense.linear_vjp(h, params["W_root"], params["b"], g)
         vjp = scatter.aggregate_vjp if self.aggr == "sum" else scatter.aggregate_mean_vjp
-        grad_m = vjp(graph, None, grad_out)
+        grad_m = vjp(graph, None, g)
         # reverses m_ij = h_j^T Theta_ij
         grad_theta = np.einsum("ea,eb->eab", h[graph.src], grad_m)
         grad_hj = np.einsum("eab,eb->ea", theta, grad_m)
-        grad_h = grad_h + scatter.scatter_sum(grad_hj, graph.src, graph.num_nodes, backend=self.backend)
+        grad_h = grad_h + scatter.scatter_sum(grad_hj, graph.src, graph.num_nodes,
+                                              backend=self.backend)
+        # reverses Theta = reshape(edge_net(edge_attr))
         grad_net, (grad_edge_attr,) = self.edge_net.backward(
             params["edge_net"], net_cache, grad_theta.reshape(graph.num_edges, -1)
         )

@@ -27,14 +27,17 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._validate import as_rng, check_cache, check_graph, check_int, node_array
+from .._validate import grad_out as _grad_out
 from ..ops import scatter
-from .base import Block
+from .base import Block, check_params
 from .recurrent import LSTMCell
 
 __all__ = ["Set2Set", "Set2SetCache"]
 
 
 class Set2SetCache(NamedTuple):
+    graph: object
     x: np.ndarray
     batch: np.ndarray
     num_graphs: int
@@ -46,20 +49,45 @@ class Set2SetCache(NamedTuple):
 
 @dataclass(frozen=True)
 class Set2Set(Block):
-    """Set2Set over the graphs of a batch; params ``{"lstm": LSTMCell params}``."""
+    """Set2Set over the graphs of a batch.
+
+    Parameters
+    ----------
+    channels : int
+        C, the width of the node features ``x``.
+    steps : int
+        T >= 1 processing steps (PyG's ``processing_steps``).
+    eps : float
+        Softmax epsilon (>= 0): 1e-16 is PyG's, 0 the textbook softmax.
+
+    Params: ``{"lstm": LSTMCell(2C -> C) params}`` (PyG's ``lstm`` is a one-layer ``torch.nn.LSTM``
+    with the same gates). ``forward(params, graph, x) -> (q*, cache)`` with ``x`` (N, C) and
+    ``q*`` (B, 2C); ``backward -> (grads, (grad_x,))``.
+    """
 
     channels: int
     steps: int = 3
     eps: float = 1e-16
 
-    @property
-    def lstm(self) -> LSTMCell:
-        return LSTMCell(2 * self.channels, self.channels)
+    def __post_init__(self):
+        check_int(self.channels, "Set2Set.channels", minimum=1)
+        check_int(self.steps, "Set2Set.steps", minimum=1)
+        if not isinstance(self.eps, (int, float, np.floating)) or isinstance(self.eps, bool) \
+                or not np.isfinite(self.eps) or self.eps < 0:
+            raise ValueError(f"Set2Set.eps must be a finite number >= 0; got {self.eps!r}")
+        object.__setattr__(self, "lstm", LSTMCell(2 * self.channels, self.channels))
+
+    def param_shapes(self) -> dict:
+        return {"lstm": self.lstm.param_shapes()}
 
     def init(self, rng):
+        rng = as_rng(rng, "rng")
         return {"lstm": self.lstm.init(rng)}
 
     def forward(self, params, graph, x):
+        check_params(params, self.param_shapes(), "Set2Set", exact=True)
+        check_graph(graph)
+        x = node_array(x, "x", graph, self.channels)
         C, B = self.channels, graph.num_graphs
         batch = graph.batch
         h = np.zeros((B, C))
@@ -76,14 +104,17 @@ class Set2Set(Block):
             qs.append(h)
             atts.append(a)
             logits.append(e)
-        return q_star, Set2SetCache(x, batch, B, tuple(caches), tuple(qs), tuple(atts), tuple(logits))
+        cache = Set2SetCache(graph, x, batch, B, tuple(caches), tuple(qs), tuple(atts),
+                             tuple(logits))
+        return q_star, cache
 
     def backward(self, params, cache: Set2SetCache, grad_out):
+        check_cache(cache, Set2SetCache, "Set2Set")
         C, B = self.channels, cache.num_graphs
         x, batch = cache.x, cache.batch
+        grad_qstar = _grad_out(grad_out, (B, 2 * C), "Set2Set")
         grad_x = np.zeros_like(x)
         grad_lstm = None
-        grad_qstar = np.asarray(grad_out, dtype=np.float64)
         grad_h_next = np.zeros((B, C))
         grad_c_next = np.zeros((B, C))
         for t in reversed(range(self.steps)):
@@ -103,6 +134,4 @@ class Set2Set(Block):
                 params["lstm"], cache.lstm[t], (grad_q, grad_c_next)
             )
             grad_lstm = gp if grad_lstm is None else {k: grad_lstm[k] + gp[k] for k in gp}
-        if grad_lstm is None:
-            grad_lstm = {k: np.zeros_like(v) for k, v in params["lstm"].items()}
         return {"lstm": grad_lstm}, (grad_x,)

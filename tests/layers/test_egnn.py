@@ -1,9 +1,8 @@
-"""EGNN: VJPs (params, h, x, v, edge_attr), E(3) equivariance, backends, real molecules, the paper's
-complete-graph formula, coincident atoms, clamp subgradient, errors."""
+"""EGNN: the paper's complete-graph formula, hypothesis graphs, real molecules, coincident atoms,
+the clamp subgradient, huge positions, option semantics and errors. The VJP / symmetry / backend
+battery of the registered cases lives in tests/test_cases.py."""
 
 from __future__ import annotations
-
-import dataclasses
 
 import numpy as np
 import pytest
@@ -14,32 +13,9 @@ from geomp_ref import cases, molecules, testing
 from geomp_ref.graph import complete_graph, make_graph
 from geomp_ref.layers.egnn import EGNN, EGNNLayer
 
-CASES = [
-    c for c in cases.cases("egnn_schnet") if c.name.split("/")[0] in ("EGNNLayer", "EGNN")
-]
 
-
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-def test_vjp(case, rng):
-    errs = testing.check_case_vjp(case, rng, num_nodes=9)
-    assert {f"input:{k}" for k in range(len(case.input_kinds))} <= set(errs)
-    assert max(errs.values()) <= case.vjp_rtol, errs
-
-
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-def test_equivariance(case, rng):
-    graph, inputs = case.make_inputs(rng, 9)
-    testing.assert_equivariant(
-        case.layer,
-        case.layer.init(rng),
-        graph,
-        inputs,
-        case.input_kinds,
-        case.output_kinds,
-        case.group,
-        rng=rng,
-        atol=case.sym_atol,
-    )
+def _case(name):
+    return next(c for c in cases.cases("egnn_schnet") if c.name == name)
 
 
 @settings(max_examples=5)
@@ -62,30 +38,24 @@ def test_layer_equivariance_on_arbitrary_graphs(graph, seed):
         testing.random_points(rng, n, min_dist=0.6),
         rng.normal(size=(n, 3)),
         rng.normal(size=(graph.num_edges, 1)),
+        None,
     )
     testing.assert_equivariant(
         layer,
         layer.init(rng),
         graph,
         inputs,
-        ("node_scalar", "position", "vector", "edge_scalar"),
+        ("node_scalar", "position", "vector", "edge_scalar", "node_scalar"),
         ("node_scalar", "position"),
         "E3",
         rng=rng,
     )
 
 
-@pytest.mark.parametrize("name", ["EGNNLayer/gcl-vel-att-norm-tanh", "EGNN/egnn_clean"])
-def test_backends_agree(name, backend, rng):
-    case = cases.get_case(name)
-    graph, inputs = case.make_inputs(rng, 9)
-    layer = dataclasses.replace(case.layer, backend=backend)
-    testing.assert_backends_agree(layer, layer.init(rng), graph, inputs, backends=[backend])
-
-
-@pytest.mark.parametrize("name", ["EGNNLayer/gcl-vel-att-norm-tanh", "EGNN/gcl-vel"])
+@pytest.mark.parametrize("name", ["EGNNLayer/gcl-vel-att-norm-tanh", "EGNN/gcl-vel",
+                                  "EGNNLayer/qm9-mask"])
 def test_vjp_on_g2_molecules(name, rng):
-    case = cases.get_case(name)
+    case = _case(name)
     params = case.layer.init(rng)
     for mol in molecules.load()[::3]:
         graph, inputs = case.extra["from_molecule"](rng, mol)
@@ -134,10 +104,13 @@ def _coincident_problem(rng):
 
 
 def test_coincident_atoms_gcl_normalisation(rng):
-    """gcl's u = D/(|D| + 1) is differentiable at D = 0: the VJP matches central differences."""
+    """gcl's u = D/(|D| + 1) is differentiable at D = 0: the VJP matches central differences.
+
+    Its second derivative jumps at D = 0 (u ~ D - D|D|), so the stencil's error there is O(eps),
+    not O(eps^4): a small step keeps it below the tolerance."""
     layer = EGNNLayer(3, 4, flavour="gcl", activation="silu", normalize=True, coord_init_gain=1.0)
     graph, inputs = _coincident_problem(rng)
-    errs = testing.check_vjp(layer, layer.init(rng), graph, inputs, rng=rng, eps=1e-5)
+    errs = testing.check_vjp(layer, layer.init(rng), graph, inputs, rng=rng, eps=1e-7)
     assert max(errs.values()) <= 1e-7, errs
 
 
@@ -164,8 +137,8 @@ def test_clamp_subgradient(rng):
     graph = testing.random_graph(rng, 6, isolated=False)
     inputs = (rng.normal(size=(6, 3)), testing.random_points(rng, 6))
     (_h_new, x_new), cache = layer.forward(p, graph, *inputs)
-    assert np.all(np.abs(cache.t) > 1e-9)
-    grads, (g_h, _g_x) = layer.backward(p, cache, (None, rng.normal(size=x_new.shape)))
+    assert np.all(np.abs(cache.coord.t) > 1e-9)
+    grads, (g_h, _g_x, *_) = layer.backward(p, cache, (None, rng.normal(size=x_new.shape)))
     for leaf in grads["phi_x"].values():
         assert np.all(leaf == 0.0)
     assert np.all(g_h == 0.0)
@@ -189,26 +162,83 @@ def test_invariant_mode_keeps_positions(rng):
     x = testing.random_points(rng, 5)
     (_, x_new), _ = layer.forward(layer.init(rng), graph, rng.normal(size=(5, 3)), x)
     np.testing.assert_array_equal(x_new, x)
+    assert "phi_x" not in layer.param_shapes()
+
+
+def test_node_attr_enters_the_node_update(rng):
+    """E_GCL_mask's node MLP reads [h, sum_j m_ij, node_attr]: written out by hand."""
+    layer = EGNNLayer(3, 4, flavour="egnn_clean", update_coords=False, node_attr_features=2)
+    p = layer.init(rng)
+    graph = testing.random_graph(rng, 5)
+    h, x, na = rng.normal(size=(5, 3)), testing.random_points(rng, 5), rng.normal(size=(5, 2))
+    (h_new, _), _ = layer.forward(p, graph, h, x, node_attr=na)
+    msum = np.zeros((5, 4))
+    for j, i in graph.edge_index.T:
+        r = np.sum((x[i] - x[j]) ** 2)
+        msum[i] += _mlp(p["phi_e"], np.concatenate([h[i], h[j], [r]]), True)
+    want = h + _mlp(p["phi_h"], np.concatenate([h, msum, na], axis=1), False)
+    np.testing.assert_allclose(h_new, want, rtol=1e-13, atol=1e-13)
+
+
+def test_detach_norm_changes_only_the_gradient(rng):
+    """Same values; the position gradient loses exactly the norm's term -D D^T g / (n (n+eps)^2)."""
+    kw = {"flavour": "egnn_clean", "normalize": True, "coord_init_gain": 1.0}
+    true, det = EGNNLayer(3, 4, **kw), EGNNLayer(3, 4, detach_norm=True, **kw)
+    p = true.init(rng)
+    graph = testing.random_graph(rng, 6, isolated=False)
+    h, x = rng.normal(size=(6, 3)), testing.random_points(rng, 6)
+    (a, ca), (b, cb) = true.forward(p, graph, h, x), det.forward(p, graph, h, x)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    cot = (None, rng.normal(size=x.shape))
+    ga, gb = true.backward(p, ca, cot), det.backward(p, cb, cot)
+    np.testing.assert_array_equal(ga[1][0], gb[1][0])  # h only sees |D|^2, never the unit vector
+    assert np.max(np.abs(ga[1][1] - gb[1][1])) > 1e-6 * np.max(np.abs(ga[1][1]))
+
+
+def test_huge_positions_are_a_named_error(rng):
+    """|x_i - x_j|^2 overflows float64 above ~1.3e154: refused by name instead of NaN messages."""
+    layer = EGNNLayer(3, 4, flavour="egnn_clean", coord_init_gain=1.0)
+    p = layer.init(rng)
+    graph = testing.random_graph(rng, 5, isolated=False)
+    h, x = rng.normal(size=(5, 3)), testing.random_points(rng, 5)
+    (_, x_new), cache = layer.forward(p, graph, h, x * 1e50)
+    assert np.all(np.isfinite(x_new))
+    assert np.all(np.isfinite(layer.backward(p, cache, (None, np.ones_like(x)))[1][1]))
+    with pytest.raises(ValueError, match="x: a squared edge length"):
+        layer.forward(p, graph, h, x * 1e200)
 
 
 def test_bad_inputs(rng):
     graph = testing.random_graph(rng, 4)
     x = testing.random_points(rng, 4)
     h = rng.normal(size=(4, 3))
-    with pytest.raises(ValueError, match="flavour"):
+    with pytest.raises(ValueError, match="EGNNLayer.flavour"):
         EGNNLayer(3, 4, flavour="pyg")
     with pytest.raises(ValueError, match="out_features must equal in_features"):
         EGNNLayer(3, 4, out_features=2)
-    with pytest.raises(ValueError, match="coords_agg"):
+    with pytest.raises(ValueError, match="EGNNLayer.coords_agg"):
         EGNNLayer(3, 4, coords_agg="max")
-    with pytest.raises(ValueError, match="clamp"):
+    with pytest.raises(ValueError, match="EGNNLayer.clamp"):
         EGNNLayer(3, 4, clamp=-1.0)
-    with pytest.raises(ValueError, match="num_layers"):
-        EGNN(3, 4, 2, num_layers=0)
+    with pytest.raises(TypeError, match="EGNNLayer.hidden must be an int"):
+        EGNNLayer(3, 2.5)
+    with pytest.raises(TypeError, match="EGNNLayer.attention must be True or False"):
+        EGNNLayer(3, 4, attention=1)
+    with pytest.raises(ValueError, match="detach_norm=True needs normalize=True"):
+        EGNNLayer(3, 4, detach_norm=True)
+    with pytest.raises(ValueError, match="EGNN.num_layers"):
+        EGNN(3, 2, EGNNLayer(4, 4), num_layers=0)
+    with pytest.raises(ValueError, match="EGNN.layer must map H -> H"):
+        EGNN(3, 2, EGNNLayer(4, 4, out_features=5, residual=False))
     vel = EGNNLayer(3, 4, velocity=True, edge_features=2)
     p = vel.init(rng)
-    with pytest.raises(TypeError, match=r"\(params, graph, h, x, v, edge_attr\)"):
-        vel(p, graph, h, x)
+    with pytest.raises(TypeError, match="EGNNLayer.forward needs v when velocity=True"):
+        vel(p, graph, h, x, edge_attr=np.zeros((graph.num_edges, 2)))
+    with pytest.raises(TypeError, match="needs edge_attr when edge_features > 0"):
+        vel(p, graph, h, x, np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="got node_attr, which this configuration does not use"):
+        vel(p, graph, h, x, np.zeros((4, 3)), np.zeros((graph.num_edges, 2)), np.zeros((4, 1)))
     with pytest.raises(ValueError, match="v must have shape"):
         vel(p, graph, h, x, np.zeros((4, 2)), np.zeros((graph.num_edges, 2)))
     with pytest.raises(ValueError, match="edge_attr must have shape"):

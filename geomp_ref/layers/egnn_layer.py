@@ -1,0 +1,416 @@
+r"""One E(n)-equivariant graph layer (Satorras, Hoogeboom, Welling 2021), every published variant.
+
+For every edge j -> i (receiver i = ``dst``, sender j = ``src``):
+
+.. math::
+
+    \Delta_{ij} = x_i - x_j = -\,\texttt{edge\_vec}, \qquad r_{ij} = \lVert \Delta_{ij} \rVert^2,
+
+    m_{ij} = \phi_e([h_i, h_j, r_{ij}, a_{ij}]) \quad (\text{eq. 3}), \qquad
+    m_{ij} \leftarrow m_{ij}\, \sigma(\phi_{inf}(m_{ij})) \ (\texttt{attention}),
+
+    t_{ij} = \mathrm{clamp}\big(u_{ij}\, \phi_x(m_{ij})\big), \qquad
+    u_{ij} = \Delta_{ij} \ \text{or}\ \Delta_{ij} / (\lVert\Delta_{ij}\rVert + \epsilon)\
+    (\texttt{normalize}),
+
+    x'_i = x_i + C\, \mathrm{AGG}_j\, t_{ij}\ \ (\text{eq. 4; AGG = mean or sum})
+    \ [+\ \phi_v(h_i)\, v_i\ \ (\texttt{velocity}, \text{eq. 7})],
+
+    h'_i = h_i + \phi_h([h_i, \textstyle\sum_j m_{ij}, n_i]) \quad (\text{eqs. 5-6; residual;
+    } n_i = \texttt{node\_attr}).
+
+:math:`\phi_e` = Lin -> act -> Lin -> act; :math:`\phi_x` = Lin -> act -> Lin(no bias) [-> tanh];
+:math:`\phi_h` = Lin -> act -> Lin; :math:`\phi_v` = Lin -> act -> Lin;
+:math:`\phi_{inf}` = Lin(H -> 1). Order inside a layer (as in the published code): messages,
+coordinate update (pre-update :math:`\Delta`), node update; the velocity term uses the pre-update
+:math:`h_i` and the *input* velocity (a layer never updates v).
+
+Flavours of vgsatorras/egnn (every option is a named field, ``None`` = the flavour's default):
+
+=================  ========================================  =========================
+option             ``flavour="gcl"`` (models/gcl.py E_GCL)   ``flavour="egnn_clean"``
+=================  ========================================  =========================
+activation         ``"relu"``                                ``"silu"``
+clamp              100.0 (always, elementwise on t_ij)       None (no clamp)
+normalize epsilon  ``+1`` (``norm_diff``)                    ``1e-8``
+coords_agg         ``"mean"``                                ``"mean"`` (or ``"sum"``)
+=================  ========================================  =========================
+
+``coords_weight`` is C (gcl's ``coords_weight``, default 1). ``velocity=True`` gives gcl's
+``E_GCL_vel``. ``update_coords=False`` with ``node_attr_features`` and ``attention`` gives the QM9
+layer ``E_GCL_mask``: there the edge mask multiplies every message by 0 or 1, which is the same
+function as leaving the masked edges out of the graph (build the graph from the edges whose mask
+is 1; the node mask is used only by the QM9 model's readout). Mean aggregation divides by the
+number of edges present (clamped >= 1), which equals the paper's C = 1/(M-1) only on complete
+graphs.
+
+Derivatives at the non-smooth points. Clamp: the cotangent passes where :math:`-c \le t \le c`
+(torch's convention) and is zero outside. Normalisation: :math:`u = \Delta/(n + \epsilon)` with
+:math:`n = \lVert\Delta\rVert` is differentiable everywhere for :math:`\epsilon > 0`, with
+:math:`\partial u/\partial\Delta = I/(n+\epsilon) - \Delta\Delta^T / (n (n+\epsilon)^2)` and
+:math:`I/\epsilon` at :math:`\Delta = 0` (coincident atoms are fine). This true derivative is the
+default. egnn_clean detaches :math:`n` in torch (a stop-gradient), so its autograd keeps only
+:math:`I/(n+\epsilon)`; ``detach_norm=True`` reproduces that gradient exactly (the values are the
+same either way). gcl's autograd through ``sqrt`` gives NaN at :math:`\Delta = 0`.
+
+Squared lengths :math:`r_{ij}` above the float64 range (:math:`\lVert\Delta\rVert > 1.3\cdot
+10^{154}`) raise a ``ValueError`` naming ``x``: the messages would be NaN.
+
+Torch names (vgsatorras/egnn), weights transposed to (in, out): ``phi_e`` = ``edge_mlp.0`` /
+``edge_mlp.2`` (``W0, b0, W1, b1``); ``phi_inf`` = ``att_mlp.0``; ``phi_x`` = ``coord_mlp.0``
+(``W0, b0``) / ``coord_mlp.2`` (``W1``, no bias); ``phi_h`` = ``node_mlp.0`` / ``node_mlp.2``;
+``phi_v`` = ``coord_mlp_vel.0`` / ``coord_mlp_vel.2``.
+
+Backward: reverse order of the forward lines; proof ``derivations/egnn.py``.
+
+Reference: V. G. Satorras, E. Hoogeboom, M. Welling, "E(n) Equivariant Graph Neural Networks",
+ICML 2021, eqs. (3)-(7); code github.com/vgsatorras/egnn (models/gcl.py, egnn_clean.py,
+qm9/models.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from .._validate import (
+    as_rng,
+    check_bool,
+    check_cache,
+    check_choice,
+    check_graph,
+    check_int,
+    check_positive,
+    edge_array,
+    grad_outs,
+    node_array,
+    positions,
+)
+from ..graph import Graph, edge_vectors, edge_vectors_vjp
+from ..ops import activations, geometry, scatter
+from .base import Block, check_backend, check_optional, check_params, check_real
+from .mlp import MLP, MLPCache
+
+__all__ = [
+    "EGNNAttentionCache",
+    "EGNNCoordCache",
+    "EGNNLayer",
+    "EGNNLayerCache",
+    "EGNNVelocityCache",
+]
+
+FLAVOURS = {
+    "gcl": {"activation": "relu", "clamp": 100.0, "norm_eps": 1.0, "coords_agg": "mean"},
+    "egnn_clean": {"activation": "silu", "clamp": None, "norm_eps": 1e-8, "coords_agg": "mean"},
+}
+#: sentinel for ``clamp``: take the flavour's value (``None`` itself means no clamp)
+FLAVOUR_DEFAULT = "flavour"
+
+
+class EGNNAttentionCache(NamedTuple):
+    m_raw: np.ndarray  # (E, H) phi_e output
+    att: np.ndarray  # (E, 1) sigmoid(phi_inf(m_raw))
+    phi_inf: MLPCache
+
+
+class EGNNCoordCache(NamedTuple):
+    nrm: np.ndarray | None  # (E,) |Delta| when normalize
+    u: np.ndarray  # (E, D) direction used by the update
+    phi_x: MLPCache
+    s: np.ndarray  # (E, 1) phi_x output (after tanh when on)
+    t: np.ndarray  # (E, D) u * s before the clamp
+
+
+class EGNNVelocityCache(NamedTuple):
+    phi_v: MLPCache
+    pv: np.ndarray  # (N, 1) phi_v(h)
+    v: np.ndarray  # (N, D) input velocity
+
+
+class EGNNLayerCache(NamedTuple):
+    graph: Graph
+    h: np.ndarray  # (N, H_in)
+    diff: np.ndarray  # (E, D) Delta_ij = x_i - x_j
+    phi_e: MLPCache
+    attention: EGNNAttentionCache | None
+    m: np.ndarray  # (E, H) messages
+    coord: EGNNCoordCache | None  # None when update_coords=False
+    velocity: EGNNVelocityCache | None  # None when velocity=False
+    phi_h: MLPCache
+
+
+@dataclass(frozen=True)
+class EGNNLayer(Block):
+    r"""One EGNN layer: ``forward(params, graph, h, x, v=None, edge_attr=None, node_attr=None)
+    -> ((h', x'), cache)``.
+
+    Parameters
+    ----------
+    in_features : int
+        Width of h.
+    hidden : int
+        Width of messages and hidden layers.
+    out_features : int, optional
+        Width of h' (default ``in_features``; must equal it when ``residual``).
+    edge_features : int
+        Width of ``edge_attr`` (0: no edge attributes, ``edge_attr=None``).
+    node_attr_features : int
+        Width of ``node_attr`` concatenated into :math:`\phi_h`'s input (0: ``node_attr=None``;
+        QM9's ``E_GCL_mask`` passes the input one-hot features here).
+    flavour : {"gcl", "egnn_clean"}
+    activation : str, optional
+        Default by flavour (table in the module docstring).
+    attention : bool
+        Edge inference :math:`m_{ij} \leftarrow m_{ij} \sigma(\phi_{inf}(m_{ij}))`.
+    residual : bool
+        :math:`h' = h + \phi_h(\cdot)` (gcl ``recurrent``, egnn_clean ``residual``; default True).
+    coords_agg : {"mean", "sum"}, optional
+    coords_weight : float
+        C in front of the aggregated coordinate update.
+    tanh : bool
+        Append tanh to :math:`\phi_x`.
+    normalize : bool
+        Use :math:`\Delta/(\lVert\Delta\rVert + \epsilon)` in the coordinate update.
+    norm_eps : float, optional
+        :math:`\epsilon > 0` (default by flavour: 1 for gcl, 1e-8 for egnn_clean).
+    detach_norm : bool
+        With ``normalize``: differentiate as if :math:`\lVert\Delta\rVert` were a constant
+        (egnn_clean's ``.detach()``); default False, the true derivative.
+    clamp : float or None, optional
+        Elementwise bound on :math:`t_{ij}` (default by flavour: 100 for gcl, None for egnn_clean).
+    velocity : bool
+        gcl's ``E_GCL_vel``: :math:`x' \mathrel{+}= \phi_v(h)\, v` (then ``v`` is an input).
+    update_coords : bool
+        False gives the invariant QM9 layer (``x' = x``, no :math:`\phi_x`).
+    coord_init_gain : float
+        xavier-uniform gain of :math:`\phi_x`'s last layer in :meth:`init` (the code uses 0.001).
+    backend : str
+
+    Params: ``{"phi_e": MLP(2H_in+1+D_e, H, H), "phi_x": MLP(H, H, 1; last without bias),
+    "phi_h": MLP(H_in+H+D_n, H, H_out)}`` plus ``"phi_inf": MLP(H, 1)`` (attention) and
+    ``"phi_v": MLP(H_in, H, 1)`` (velocity); no ``phi_x`` when ``update_coords=False``.
+
+    ``backward(params, cache, (grad_h', grad_x'))`` (``None`` = zero cotangent) returns
+    ``(grads, (grad_h, grad_x, grad_v, grad_edge_attr, grad_node_attr))``, ``None`` for inputs
+    that were ``None``.
+
+    Notes
+    -----
+    h' is E(n)-invariant, x' E(n)-equivariant, v transforms as a vector. No input raises for
+    coincident atoms (see the module docstring for the derivatives there).
+    """
+
+    in_features: int
+    hidden: int
+    out_features: int | None = None
+    edge_features: int = 0
+    node_attr_features: int = 0
+    flavour: str = "gcl"
+    activation: str | None = None
+    attention: bool = False
+    residual: bool = True
+    coords_agg: str | None = None
+    coords_weight: float = 1.0
+    tanh: bool = False
+    normalize: bool = False
+    norm_eps: float | None = None
+    detach_norm: bool = False
+    clamp: object = FLAVOUR_DEFAULT
+    velocity: bool = False
+    update_coords: bool = True
+    coord_init_gain: float = 0.001
+    backend: str = "numpy"
+
+    def __post_init__(self):
+        set_ = object.__setattr__
+        check_int(self.in_features, "EGNNLayer.in_features", minimum=1)
+        check_int(self.hidden, "EGNNLayer.hidden", minimum=1)
+        check_int(self.edge_features, "EGNNLayer.edge_features", minimum=0)
+        check_int(self.node_attr_features, "EGNNLayer.node_attr_features", minimum=0)
+        check_choice(self.flavour, "EGNNLayer.flavour", tuple(FLAVOURS))
+        fl = FLAVOURS[self.flavour]
+        if self.out_features is None:
+            set_(self, "out_features", self.in_features)
+        check_int(self.out_features, "EGNNLayer.out_features", minimum=1)
+        for name in ("attention", "residual", "tanh", "normalize", "detach_norm", "velocity",
+                     "update_coords"):
+            check_bool(getattr(self, name), f"EGNNLayer.{name}")
+        if self.residual and self.out_features != self.in_features:
+            raise ValueError(
+                "EGNNLayer.out_features must equal in_features when residual=True; got "
+                f"{self.out_features} != {self.in_features}"
+            )
+        for name in ("activation", "coords_agg", "norm_eps"):
+            if getattr(self, name) is None:
+                set_(self, name, fl[name])
+        if isinstance(self.clamp, str) and self.clamp == FLAVOUR_DEFAULT:
+            set_(self, "clamp", fl["clamp"])
+        check_choice(self.activation, "EGNNLayer.activation", activations.NAMES)
+        check_choice(self.coords_agg, "EGNNLayer.coords_agg", ("mean", "sum"))
+        set_(self, "norm_eps", check_positive(self.norm_eps, "EGNNLayer.norm_eps"))
+        if self.clamp is not None:
+            set_(self, "clamp", check_positive(self.clamp, "EGNNLayer.clamp (or None)"))
+        set_(self, "coords_weight", check_real(self.coords_weight, "EGNNLayer.coords_weight"))
+        check_positive(self.coord_init_gain, "EGNNLayer.coord_init_gain")
+        if self.detach_norm and not self.normalize:
+            raise ValueError("EGNNLayer.detach_norm=True needs normalize=True (it changes how the "
+                             "norm of the normalised difference is differentiated)")
+        check_backend(self.backend, "EGNNLayer")
+        H, act = self.hidden, self.activation
+        d_e = 2 * self.in_features + 1 + self.edge_features
+        d_h = self.in_features + H + self.node_attr_features
+        set_(self, "phi_e", MLP((d_e, H, H), act, activate_last=True))
+        set_(self, "phi_h", MLP((d_h, H, self.out_features), act))
+        set_(self, "phi_x", MLP((H, H, 1), act, bias=(True, False)) if self.update_coords else None)
+        set_(self, "phi_inf",
+             MLP((H, 1), "sigmoid", activate_last=True) if self.attention else None)
+        set_(self, "phi_v", MLP((self.in_features, H, 1), act) if self.velocity else None)
+
+    def _children(self):
+        names = ("phi_e", "phi_h", "phi_x", "phi_inf", "phi_v")  # init draws in this order
+        return [(n, getattr(self, n)) for n in names if getattr(self, n) is not None]
+
+    def param_shapes(self) -> dict:
+        return {name: child.param_shapes() for name, child in self._children()}
+
+    def init(self, rng) -> dict:
+        rng = as_rng(rng, "rng")
+        p = {name: child.init(rng) for name, child in self._children()}
+        if self.update_coords:
+            # the last coordinate layer: xavier-uniform with a small gain (torch code: 0.001)
+            H = self.hidden
+            bound = self.coord_init_gain * np.sqrt(6.0 / (H + 1))
+            p["phi_x"]["W1"] = rng.uniform(-bound, bound, (H, 1))
+        return p
+
+    def forward(self, params, graph, h, x, v=None, edge_attr=None, node_attr=None):
+        check_params(params, self.param_shapes(), "EGNNLayer", exact=True)
+        check_graph(graph)
+        h = node_array(h, "h", graph, self.in_features)
+        x = positions(x, graph, name="x")
+        check_optional(v, "v", self.velocity, "velocity=True", "EGNNLayer")
+        check_optional(edge_attr, "edge_attr", self.edge_features > 0, "edge_features > 0",
+                       "EGNNLayer")
+        check_optional(node_attr, "node_attr", self.node_attr_features > 0,
+                       "node_attr_features > 0", "EGNNLayer")
+        if v is not None:
+            v = node_array(v, "v", graph, x.shape[1])
+        if edge_attr is not None:
+            edge_attr = edge_array(edge_attr, "edge_attr", graph, self.edge_features)
+        if node_attr is not None:
+            node_attr = node_array(node_attr, "node_attr", graph, self.node_attr_features)
+        src, dst = graph.src, graph.dst
+        diff = -edge_vectors(graph, x)  # x_i - x_j: EGNN's sign is opposite to edge_vec
+        r = geometry.edge_sqlength(diff, name="x")  # raises where |x_i - x_j|^2 overflows
+        parts = [h[dst], h[src], r[:, None]] + ([edge_attr] if edge_attr is not None else [])
+        m, c_e = self.phi_e.forward(params["phi_e"], np.concatenate(parts, axis=1))
+        c_att = None
+        if self.attention:
+            att, c_inf = self.phi_inf.forward(params["phi_inf"], m)
+            c_att = EGNNAttentionCache(m, att, c_inf)
+            m = m * att
+        c_x = None
+        x_new = x
+        if self.update_coords:
+            nrm = None
+            u = diff
+            if self.normalize:
+                nrm = geometry.edge_length(diff, allow_zero=True, name="x")
+                u = diff / (nrm + self.norm_eps)[:, None]
+            s, c_phi_x = self.phi_x.forward(params["phi_x"], m)
+            if self.tanh:
+                s = np.tanh(s)
+            t = u * s
+            t_c = t if self.clamp is None else np.clip(t, -self.clamp, self.clamp)
+            if self.coords_agg == "mean":
+                agg_x = scatter.aggregate_mean(graph, t_c, backend=self.backend)
+            else:
+                agg_x = scatter.aggregate(graph, t_c, backend=self.backend)
+            x_new = x + self.coords_weight * agg_x
+            c_x = EGNNCoordCache(nrm, u, c_phi_x, s, t)
+        c_v = None
+        if self.velocity:
+            pv, c_phi_v = self.phi_v.forward(params["phi_v"], h)
+            x_new = x_new + pv * v
+            c_v = EGNNVelocityCache(c_phi_v, pv, v)
+        agg_m = scatter.aggregate(graph, m, backend=self.backend)
+        node_in = [h, agg_m] + ([node_attr] if node_attr is not None else [])
+        dh, c_h = self.phi_h.forward(params["phi_h"], np.concatenate(node_in, axis=1))
+        h_new = h + dh if self.residual else dh
+        cache = EGNNLayerCache(graph, h, diff, c_e, c_att, m, c_x, c_v, c_h)
+        return (h_new, x_new), cache
+
+    def backward(self, params, cache: EGNNLayerCache, grad_out):
+        check_cache(cache, EGNNLayerCache, "EGNNLayer")
+        graph = cache.graph
+        src, dst, N = graph.src, graph.dst, graph.num_nodes
+        D, H = cache.diff.shape[1], self.in_features
+        gh_new, gx_new = grad_outs(grad_out, ((N, self.out_features), (N, D)), "EGNNLayer")
+        grads = {}
+        # h_new = h + phi_h([h, agg_m, node_attr])
+        g_h = gh_new.copy() if self.residual else np.zeros((N, H))
+        grads["phi_h"], (g_in,) = self.phi_h.backward(params["phi_h"], cache.phi_h, gh_new)
+        g_h += g_in[:, :H]
+        g_na = g_in[:, H + self.hidden:] if self.node_attr_features else None
+        # agg_m = sum_j m_ij: its VJP gathers at the receivers
+        g_m = g_in[:, H:H + self.hidden][dst]
+        g_x = gx_new.copy()
+        g_v = None
+        if self.velocity:
+            c_v = cache.velocity
+            # x_new += pv * v
+            g_v = gx_new * c_v.pv
+            g_pv = np.sum(gx_new * c_v.v, axis=1, keepdims=True)
+            grads["phi_v"], (g_hv,) = self.phi_v.backward(params["phi_v"], c_v.phi_v, g_pv)
+            g_h += g_hv
+        g_diff = np.zeros_like(cache.diff)
+        if self.update_coords:
+            c_x = cache.coord
+            # x_new = x + C agg_x ; agg_x = AGG t_c
+            g_agg = self.coords_weight * gx_new
+            if self.coords_agg == "mean":
+                g_tc = scatter.aggregate_mean_vjp(graph, c_x.t, g_agg)
+            else:
+                g_tc = scatter.aggregate_vjp(graph, c_x.t, g_agg)
+            # t_c = clamp(t): the cotangent passes on [-c, c] (torch's convention at the bounds)
+            g_t = g_tc if self.clamp is None else g_tc * (np.abs(c_x.t) <= self.clamp)
+            # t = u * s
+            g_u = g_t * c_x.s
+            g_s = np.sum(g_t * c_x.u, axis=1, keepdims=True)
+            # s = tanh(phi_x(m))
+            if self.tanh:
+                g_s = g_s * (1.0 - c_x.s * c_x.s)
+            grads["phi_x"], (g_mx,) = self.phi_x.backward(params["phi_x"], c_x.phi_x, g_s)
+            g_m = g_m + g_mx
+            # u = diff / (nrm + eps), or u = diff
+            if self.normalize:
+                den = c_x.nrm + self.norm_eps
+                g_diff += g_u / den[:, None]
+                if not self.detach_norm:
+                    # the norm's own term: - diff diff^T g_u / (n (n + eps)^2), 0 at n = 0
+                    proj = np.sum(g_u * cache.diff, axis=1)
+                    safe = np.where(c_x.nrm > 0, c_x.nrm, 1.0)
+                    coef = np.where(c_x.nrm > 0, proj / (safe * den * den), 0.0)
+                    g_diff -= coef[:, None] * cache.diff
+            else:
+                g_diff += g_u
+        if self.attention:
+            c_att = cache.attention
+            # m = m_raw * att ; att = phi_inf(m_raw)
+            g_att = np.sum(g_m * c_att.m_raw, axis=1, keepdims=True)
+            grads["phi_inf"], (g_mi,) = self.phi_inf.backward(params["phi_inf"], c_att.phi_inf,
+                                                              g_att)
+            g_m = g_m * c_att.att + g_mi
+        # m_raw = phi_e([h_i, h_j, r, a])
+        grads["phi_e"], (g_e,) = self.phi_e.backward(params["phi_e"], cache.phi_e, g_m)
+        g_h += scatter.scatter_sum(g_e[:, :H], dst, N, backend=self.backend)  # h_i = h[dst]
+        g_h += scatter.scatter_sum(g_e[:, H:2 * H], src, N, backend=self.backend)  # h_j = h[src]
+        g_a = g_e[:, 2 * H + 1:] if self.edge_features else None
+        # r = |diff|^2
+        g_diff += geometry.edge_sqlength_vjp(cache.diff, g_e[:, 2 * H], name="x")
+        # diff = -edge_vec
+        g_x += edge_vectors_vjp(graph, -g_diff)
+        return grads, (g_h, g_x, g_v, g_a, g_na)
+
