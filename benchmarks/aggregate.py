@@ -375,7 +375,8 @@ def main(argv=None) -> int:
     # --- goals (issue 6) --------------------------------------------------------------------
     def pick(kernel, order, e, c, dtype="float64"):
         for r in rows:
-            if (r["kernel"], r["order"], r["E"], r["C"], r["dtype"]) == (kernel, order, e, c, dtype):
+            key = (r["kernel"], r["order"], r["E"], r["C"], r["dtype"])
+            if key == (kernel, order, e, c, dtype):
                 return r
         return None
 
@@ -389,8 +390,9 @@ def main(argv=None) -> int:
             tb = min((r[k] for k in r if k.startswith("torch")), default=None)
             want = {16: 3.0, 64: 1.5}.get(c)
             if tb and want:
-                checks.append((f"aggregate sorted C={c}: torch/ours >= {want}", tb / r["nb_aggregate"],
-                               tb / r["nb_aggregate"] >= want))
+                speedup = tb / r["nb_aggregate"]
+                checks.append((f"aggregate sorted C={c}: torch/ours >= {want}", speedup,
+                               speedup >= want))
         r = pick("aggregate", "random", 10**6, c)
         if r:
             ratio = r["nb_aggregate"] / r["floor_ms"]

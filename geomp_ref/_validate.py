@@ -21,9 +21,11 @@ __all__ = [
     "check_finite",
     "check_graph",
     "check_int",
+    "check_nonnegative",
     "check_params",
     "check_positive",
     "check_shape",
+    "cotangent",
     "edge_array",
     "grad_out",
     "grad_outs",
@@ -44,7 +46,8 @@ def as_float64(x, name: str, *, ndim: int | tuple[int, ...] | None = None, finit
         try:
             arr = np.asarray(x)
         except Exception as exc:  # pragma: no cover - exotic objects
-            raise TypeError(f"{name} must be array-like of real numbers; got {type(x).__name__}") from exc
+            raise TypeError(
+                f"{name} must be array-like of real numbers; got {type(x).__name__}") from exc
         if arr.dtype == object or arr.dtype.kind not in "biuf":
             raise TypeError(
                 f"{name} must hold real numbers (float or int); got dtype {arr.dtype}. "
@@ -82,19 +85,31 @@ def check_shape(arr: np.ndarray, shape: tuple, name: str) -> None:
         raise ValueError(f"{name} must have shape {want}; got {arr.shape}")
 
 
-def as_index(x, name: str, *, size: int | None = None, ndim: int = 1):
-    """Convert ``x`` to an int64 array, rejecting floats with fractions, negatives and ``>= size``."""
-    arr = np.asarray(x)
-    if arr.dtype == bool or (arr.dtype.kind not in "iu" and not (arr.dtype.kind == "f" and arr.size == 0)):
+def as_index(x, name: str, *, size: int | None = None, ndim: int = 1,
+             size_name: str | None = None):
+    """Convert ``x`` to an int64 array, rejecting floats, bools, negatives and ``>= size``.
+
+    ``size_name`` names the quantity ``size`` comes from (``"num_nodes"``) in the range error.
+    Unsigned input above the int64 range is refused instead of wrapping to negative numbers.
+    """
+    try:
+        arr = np.asarray(x)
+    except (ValueError, TypeError) as exc:  # ragged nested lists
+        raise TypeError(
+            f"{name} must be a rectangular integer array; got {type(x).__name__}") from exc
+    empty_float = arr.dtype.kind == "f" and arr.size == 0  # np.zeros((2, 0)) is a valid index
+    if arr.dtype == bool or (arr.dtype.kind not in "iu" and not empty_float):
         if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
             raise TypeError(
                 f"{name} must be an integer array; got dtype {arr.dtype}. "
                 f"Use {name}.astype(np.int64)"
             )
         raise TypeError(f"{name} must be an integer array (int64); got dtype {arr.dtype}")
-    arr = np.ascontiguousarray(arr, dtype=np.int64)
     if arr.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimension(s); got shape {arr.shape}")
+    if arr.dtype.kind == "u" and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+        raise ValueError(f"{name} holds index {int(arr.max())}, beyond the int64 range")
+    arr = np.ascontiguousarray(arr, dtype=np.int64)
     if arr.size:
         lo = int(arr.min())
         if lo < 0:
@@ -102,8 +117,9 @@ def as_index(x, name: str, *, size: int | None = None, ndim: int = 1):
         if size is not None:
             hi = int(arr.max())
             if hi >= size:
+                what = f"{size_name}={size}" if size_name else f"size {size}"
                 raise ValueError(
-                    f"{name} holds index {hi}, out of range for size {size}; "
+                    f"{name} holds index {hi}, out of range for {what}; "
                     "indices must be < the number of rows they address"
                 )
     return arr
@@ -212,15 +228,22 @@ def as_rng(rng, name: str = "rng") -> np.random.Generator:
 
 
 def check_graph(graph, name: str = "graph"):
-    """Return ``graph`` if it is a :class:`~geomp_ref.graph.Graph` built by ``make_graph``."""
-    from .graph import Graph
+    """Return ``graph`` as a :class:`~geomp_ref.graph.Graph` whose indices are known to be valid.
+
+    A graph built by :func:`~geomp_ref.graph.make_graph` (or a builder) carries a seal over its
+    read-only arrays and is accepted in O(1). Anything else that is a ``Graph`` (a hand-built
+    ``Graph(...)``, ``g._replace(...)``) is range-checked in full and its CSR caches recomputed
+    and compared, so no path hands a kernel an out-of-range index; the errors name
+    ``<name>.<field>``. The returned graph is the sealed equivalent.
+    """
+    from .graph import Graph, _checked
 
     if not isinstance(graph, Graph):
         raise TypeError(
             f"{name} must be a Graph built by geomp_ref.make_graph (or radius_graph, "
             f"complete_graph); got {type(graph).__name__}"
         )
-    return graph
+    return _checked(graph, name)
 
 
 def _trailing(width) -> tuple:
@@ -366,3 +389,43 @@ def check_cache(cache, cls, owner: str) -> None:
             f"cache of {owner}.backward must be the {cls.__name__} returned by {owner}.forward "
             f"with the same params and inputs; got {type(cache).__name__}"
         )
+
+
+# --- primitives (ops) ---------------------------------------------------------------------------
+
+
+def cotangent(g, shape, op: str, name: str = "grad_out", *, keep_float32: bool = False):
+    """The cotangent ``g`` of the primitive ``op``'s output, checked against that output's shape.
+
+    ``shape`` may end with ``...`` (any trailing dimensions, for when only the leading size is
+    known). ``keep_float32`` keeps a float32 array as float32 (backend kernels take both).
+    """
+    if keep_float32 and isinstance(g, np.ndarray) and g.dtype == np.float32:
+        arr = np.ascontiguousarray(g)
+        check_finite(arr, name)
+    else:
+        arr = as_float64(g, name)
+    shape = tuple(shape)
+    if shape and shape[-1] is Ellipsis:
+        lead = shape[:-1]
+        ok = arr.ndim >= len(lead) and arr.shape[: len(lead)] == lead
+        want = "(" + ", ".join(map(str, lead)) + ", ...)"
+    else:
+        ok = arr.shape == shape
+        want = str(shape)
+    if not ok:
+        raise ValueError(
+            f"{name} of {op} must have the shape of {op.removesuffix('_vjp')}'s output {want}; "
+            f"got {arr.shape}"
+        )
+    return arr
+
+
+def check_nonnegative(value, name: str) -> float:
+    """Return ``value`` as float, raising if it is not a finite real ``>= 0``."""
+    if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a real number; got {type(value).__name__}")
+    v = float(value)
+    if not np.isfinite(v) or v < 0:
+        raise ValueError(f"{name} must be a finite number >= 0; got {value}")
+    return v

@@ -1,4 +1,5 @@
-"""Shared fixtures: a seeded ``rng`` per test, the ``backend`` fixture, tolerances, hypothesis profiles."""
+"""Shared fixtures: a seeded ``rng`` per test, the ``backend`` fixture, tolerances, and the
+hypothesis profiles."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
-    "ci", max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+    "ci", max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+    derandomize=True,
 )
 settings.register_profile("dev", max_examples=60, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -6,7 +6,12 @@ from hypothesis import given
 from scipy.spatial.distance import cdist
 
 from geomp_ref import (
-    complete_graph, concat_graphs, edge_vectors, edge_vectors_vjp, make_graph, radius_graph,
+    complete_graph,
+    concat_graphs,
+    edge_vectors,
+    edge_vectors_vjp,
+    make_graph,
+    radius_graph,
 )
 from geomp_ref.testing import graph_strategy
 
@@ -97,8 +102,10 @@ def test_edge_vectors_vjp_adjoint(rng):
         (dict(edge_index=np.array([[0], [1]]), num_nodes=-1), "num_nodes"),
         (dict(edge_index=np.array([[0], [1]]), num_nodes=2, batch=[1, 0]), "non-decreasing"),
         (dict(edge_index=np.array([[0], [1]]), num_nodes=2, batch=[0, 1]), "different graphs"),
-        (dict(edge_index=np.array([[0], [1]]), num_nodes=2, batch=[0, 1, 1]), "batch must have shape"),
-        (dict(edge_index=np.array([[0], [1]]), num_nodes=2, batch=[0, 3], num_graphs=2), "num_graphs"),
+        (dict(edge_index=np.array([[0], [1]]), num_nodes=2, batch=[0, 1, 1]),
+         "batch must have shape"),
+        (dict(edge_index=np.array([[0], [1]]), num_nodes=2, batch=[0, 3], num_graphs=2),
+         "num_graphs"),
     ],
 )
 def test_make_graph_errors(kwargs, match):
@@ -119,3 +126,107 @@ def test_radius_graph_errors():
         radius_graph(np.zeros((3, 3)), 1.0, batch=[1, 0, 0])
     with pytest.raises(ValueError, match="pos must have shape"):
         edge_vectors(make_graph(np.zeros((2, 0), np.int64), 4), np.zeros((3, 3)))
+
+
+# --- immutability and trust ------------------------------------------------------------------
+
+ARRAYS = ("edge_index", "batch", "dst_ptr", "dst_perm", "src_ptr", "src_perm")
+
+
+def _builders():
+    pos = np.array([[0.0, 0, 0], [1.0, 0, 0], [0, 1.0, 0], [5.0, 5, 5]])
+    g = make_graph(np.array([[0, 1, 2], [1, 2, 0]]), 4, batch=[0, 0, 0, 1])
+    return {
+        "make_graph": g,
+        "reverse": g.reverse(),
+        "radius_graph": radius_graph(pos, 1.5),
+        "complete_graph": complete_graph(3, batch=[0, 0, 1]),
+        "concat_graphs": concat_graphs([g, g]),
+    }
+
+
+@pytest.mark.parametrize("name", list(_builders()))
+def test_graph_arrays_cannot_be_written(name):
+    g = _builders()[name]
+    assert g.sealed
+    for field in ARRAYS:
+        arr = getattr(g, field)
+        with pytest.raises(ValueError, match="read-only"):
+            arr[...] = 0
+        with pytest.raises(ValueError):
+            arr.flags.writeable = True  # backed by bytes: cannot be made writeable again
+    with pytest.raises(ValueError, match="read-only"):
+        g.src[0] = 3
+    with pytest.raises(AttributeError):
+        g.num_nodes = 7  # a NamedTuple: fields cannot be rebound
+
+
+def test_make_graph_copies_the_callers_arrays():
+    ei = np.array([[0, 1], [1, 0]])
+    batch = np.array([0, 0, 1])
+    g = make_graph(ei, 3, batch)
+    ei[0, 0] = 2
+    batch[2] = 0
+    np.testing.assert_array_equal(g.edge_index, [[0, 1], [1, 0]])
+    np.testing.assert_array_equal(g.batch, [0, 0, 1])
+    assert not np.shares_memory(g.batch, batch)
+
+
+def test_replaced_or_hand_built_graphs_are_rechecked():
+    from geomp_ref._validate import check_graph
+    from geomp_ref.graph import Graph
+
+    g = make_graph(np.array([[0, 1, 2], [1, 2, 0]]), 3)
+    bad_ei = np.array([[0, 1, 10**7], [1, 2, 0]])
+    for h in (g._replace(edge_index=bad_ei), Graph(bad_ei, *g[1:8])):
+        assert not h.sealed
+        with pytest.raises(ValueError, match=r"graph\.edge_index\[0\] \(senders\) holds index 1"):
+            check_graph(h)
+    neg = np.array([[0, 1, 2], [1, -1, 0]])
+    with pytest.raises(ValueError, match=r"graph\.edge_index\[1\].*negative"):
+        check_graph(g._replace(edge_index=neg))
+    # a consistent hand-built graph is accepted and comes back sealed
+    same = Graph(np.array(g.edge_index), *g[1:8])
+    assert not same.sealed and check_graph(same).sealed
+    # caches that do not match edge_index are refused, naming the field
+    with pytest.raises(ValueError, match=r"graph\.dst_perm .*CSR"):
+        check_graph(g._replace(dst_perm=np.array(g.dst_perm)[::-1]))
+    with pytest.raises(ValueError, match=r"out of range for num_nodes=2"):
+        check_graph(g._replace(num_nodes=2))
+    with pytest.raises(ValueError, match=r"graph\.num_nodes must be >= 0"):
+        check_graph(g._replace(num_nodes=-1))
+    with pytest.raises(TypeError, match=r"graph\.edge_index\[0\].*integer"):
+        check_graph(g._replace(edge_index=np.array(g.edge_index, dtype=float)))
+
+
+def test_copies_and_pickles_stay_sealed():
+    import copy
+    import pickle
+
+    g = make_graph(np.array([[0, 1, 2], [1, 2, 0]]), 4, batch=[0, 0, 0, 1])
+    for h in (copy.copy(g), copy.deepcopy(g), pickle.loads(pickle.dumps(g)), g.reverse().reverse()):
+        assert h.sealed
+        for field in ARRAYS:
+            np.testing.assert_array_equal(getattr(h, field), getattr(g, field))
+    assert g.reverse().sealed
+
+
+def test_sizes_that_cannot_fit_are_refused_before_allocating():
+    with pytest.raises(ValueError, match="num_nodes asks for"):
+        make_graph(np.zeros((2, 0), np.int64), 2**62)
+    with pytest.raises(ValueError, match="num_nodes"):
+        complete_graph(2**62)
+    with pytest.raises(ValueError, match="num_nodes"):
+        complete_graph(2**20)  # N^2 = 2^40 edges
+    with pytest.raises(ValueError, match="num_graphs"):
+        make_graph(np.zeros((2, 0), np.int64), 2, num_graphs=2**62)
+
+
+def test_complete_graph_matches_brute_force():
+    batch = np.array([0, 0, 0, 2, 2, 3])
+    for loops in (False, True):
+        g = complete_graph(6, batch=batch, self_loops=loops, num_graphs=5)
+        want = [(j, i) for i in range(6) for j in range(6)
+                if batch[i] == batch[j] and (loops or i != j)]  # receiver-major, senders rising
+        assert list(map(tuple, g.edge_index.T.tolist())) == want
+        assert g.num_graphs == 5

@@ -1,8 +1,8 @@
 r"""Aggregation backends: the hot loop only, same kernels in every module.
 
-Names: ``"numpy"`` (reference, always present), ``"numba"`` (``numba_cpu.py``: ``njit(parallel=True)``
-over receiver CSR segments, no atomics), ``"cuda"`` (``numba_cuda.py``: deterministic CSR kernels,
-needs the ``cuda`` extra and a GPU, or ``NUMBA_ENABLE_CUDASIM=1``).
+Names: ``"numpy"`` (reference, always present), ``"numba"`` (``numba_cpu.py``:
+``njit(parallel=True)`` over receiver CSR segments, no atomics), ``"cuda"`` (``numba_cuda.py``:
+deterministic CSR kernels, needs the ``cuda`` extra and a GPU, or ``NUMBA_ENABLE_CUDASIM=1``).
 
 Every backend module exposes the same kernels with identical signatures:
 
@@ -67,7 +67,8 @@ def available() -> list[str]:
     """Names of the backends that load on this machine, in the order of ``NAMES``."""
     out = []
     for name in NAMES:
-        if name == "cuda" and not (os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" or _has_cuda_driver()):
+        simulated = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+        if name == "cuda" and not (simulated or _has_cuda_driver()):
             continue
         try:
             get(name)

@@ -25,10 +25,10 @@ shape and dtype), which the segment kernels overwrite completely (no zeroing nee
 
 Validation is cheap and happens before any kernel runs: dtypes, shapes and lengths here; index
 ranges for :func:`scatter_sum` inside the counting-sort pass, which writes nothing before every
-index has been checked. A :class:`~geomp_ref.graph.Graph` is trusted to be what
-:func:`~geomp_ref.graph.make_graph` built (its indices were range-checked there); only its shapes
-are checked. Kernels write only rows ``0..N-1`` (or ``0..E-1``), so even a corrupted graph cannot
-write out of bounds.
+index has been checked. A :class:`~geomp_ref.graph.Graph` sealed by
+:func:`~geomp_ref.graph.make_graph` is trusted in O(1): its arrays are read-only and cannot be made
+writeable, so its indices are still the range-checked ones. Any other ``Graph`` (hand-built, or
+changed with ``_replace``) is range-checked in full first, so the kernels never read out of bounds.
 
 Compiled code is cached (``cache=True``) under ``NUMBA_CACHE_DIR``; when the user has not set it,
 this module points it at ``~/.cache/geomp_ref/numba`` (outside the source tree) before importing
@@ -48,7 +48,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from ..graph import Graph
+from . import _checks as C
 
 if not numba.config.CACHE_DIR:  # numba was imported before us: its config missed the variable
     numba.config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
@@ -63,9 +63,6 @@ __all__ = [
     "unavailable_reason",
     "weighted_aggregate",
 ]
-
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-
 
 def is_available() -> bool:
     """Always True once this module imported (Numba is a core dependency)."""
@@ -240,85 +237,13 @@ def _edge_product(g, f, src, dst, out):
             out[e, k] = gd[k] * fs[k]
 
 
-# --- validation helpers (cheap: no pass over the data) -----------------------------------------
-
-
-def _float_array(x, name: str) -> np.ndarray:
-    if not isinstance(x, np.ndarray):
-        x = np.asarray(x)
-    if x.dtype not in _FLOATS:
-        raise TypeError(
-            f"{name} must be a float32 or float64 array; got dtype {x.dtype}. "
-            f"Convert it with np.asarray({name}, dtype=np.float64)"
-        )
-    if x.ndim == 0:
-        raise ValueError(f"{name} must have at least one dimension (rows); got a scalar")
-    return np.ascontiguousarray(x)
-
-
-def _as_2d(x: np.ndarray) -> np.ndarray:
-    return x.reshape(x.shape[0], -1) if x.ndim != 2 else x
-
-
-def _check_graph(graph) -> None:
-    if not isinstance(graph, Graph):
-        raise TypeError(
-            f"graph must be a Graph built by geomp_ref.make_graph; got {type(graph).__name__}"
-        )
-    n, e = graph.num_nodes, graph.edge_index.shape[1]
-    if graph.dst_ptr.shape != (n + 1,) or graph.dst_perm.shape != (e,):
-        raise ValueError(
-            "graph has inconsistent CSR caches (dst_ptr must be (N+1,), dst_perm (E,)); "
-            "build it with geomp_ref.make_graph"
-        )
-
-
-def _check_index(index, name: str, rows: int) -> np.ndarray:
-    if not isinstance(index, np.ndarray):
-        index = np.asarray(index)
-    if index.dtype.kind not in "iu" or index.dtype == np.uint64:
-        raise TypeError(
-            f"{name} must be an integer array (int64); got dtype {index.dtype}. "
-            f"Use {name}.astype(np.int64)"
-        )
-    if index.ndim != 1:
-        raise ValueError(f"{name} must be 1-D; got shape {index.shape}")
-    if index.shape[0] != rows:
-        raise ValueError(
-            f"{name} has length {index.shape[0]} but values has {rows} rows; they must match"
-        )
-    return np.ascontiguousarray(index, dtype=np.int64)
-
-
-def _check_num(num, name: str) -> int:
-    if isinstance(num, bool) or not isinstance(num, (int, np.integer)):
-        raise TypeError(f"{name} must be an int; got {type(num).__name__}")
-    if num < 0:
-        raise ValueError(f"{name} must be >= 0; got {num}")
-    return int(num)
-
-
-def _out(out, shape: tuple, dtype, name: str = "out") -> np.ndarray:
-    """Allocate the output, or check a caller's ``out=`` (C-contiguous, writeable, shape, dtype)."""
-    if out is None:
-        return np.empty(shape, dtype=dtype)
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"{name} must be a NumPy array; got {type(out).__name__}")
-    if out.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}; got {out.shape}")
-    if out.dtype != dtype:
-        raise TypeError(f"{name} must have dtype {np.dtype(dtype)}; got {out.dtype}")
-    if not out.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous; pass np.ascontiguousarray(...) or a new array")
-    if not out.flags.writeable:
-        raise ValueError(f"{name} is read-only; pass a writeable array")
-    return out
+# --- validation (shared with the NumPy backend: backends/_checks.py) ---------------------------
 
 
 def _segments(values, index, num_segments):
-    values = _float_array(values, "values")
-    num_segments = _check_num(num_segments, "num_segments")
-    index = _check_index(index, "index", values.shape[0])
+    values = C.float_array(values, "values")
+    num_segments = C.num_segments(num_segments, "num_segments", values.shape[1:])
+    index = C.index_array(index, "index", values.shape[0])
     ptr = np.empty(num_segments + 1, dtype=np.int64)
     perm = np.empty(index.shape[0], dtype=np.int64)
     bad = _counting_csr(index, num_segments, ptr, perm)
@@ -352,16 +277,16 @@ def scatter_sum(values, index, num_segments, *, out=None):
         Wrong dtype, mismatched lengths, out-of-range index, bad ``out`` (before any write).
     """
     values, ptr, perm, n = _segments(values, index, num_segments)
-    res = _out(out, (n,) + values.shape[1:], values.dtype)
-    _csr_sum(_as_2d(values), perm, ptr, _as_2d(res), False)
+    res = C.out_array(out, (n,) + values.shape[1:], values.dtype)
+    _csr_sum(C.as_2d(values), perm, ptr, C.as_2d(res), False)
     return res
 
 
 def scatter_mean(values, index, num_segments, *, out=None):
     """Segment mean (sum divided by the count; empty segments give 0)."""
     values, ptr, perm, n = _segments(values, index, num_segments)
-    res = _out(out, (n,) + values.shape[1:], values.dtype)
-    _csr_sum(_as_2d(values), perm, ptr, _as_2d(res), True)
+    res = C.out_array(out, (n,) + values.shape[1:], values.dtype)
+    _csr_sum(C.as_2d(values), perm, ptr, C.as_2d(res), True)
     return res
 
 
@@ -377,9 +302,9 @@ def scatter_max(values, index, num_segments, *, out=None):
     else:
         if not isinstance(out, tuple) or len(out) != 2:
             raise TypeError("out must be a pair (out_values, out_argmax) for scatter_max")
-        res = _out(out[0], shape, values.dtype, "out[0]")
-        arg = _out(out[1], shape, np.dtype(np.int64), "out[1]")
-    _csr_max(_as_2d(values), perm, ptr, _as_2d(res), _as_2d(arg))
+        res = C.out_array(out[0], shape, values.dtype, "out[0]")
+        arg = C.out_array(out[1], shape, np.dtype(np.int64), "out[1]")
+    _csr_max(C.as_2d(values), perm, ptr, C.as_2d(res), C.as_2d(arg))
     return res, arg
 
 
@@ -392,12 +317,11 @@ def aggregate(graph, m, *, out=None):
     m : ndarray, shape (E, ...), float32 or float64, in the order of ``graph.edge_index``
     out : ndarray, optional, shape (N, *m.shape[1:])
     """
-    _check_graph(graph)
-    m = _float_array(m, "m")
-    if m.shape[0] != graph.num_edges:
-        raise ValueError(f"m must have num_edges = {graph.num_edges} rows; got shape {m.shape}")
-    res = _out(out, (graph.num_nodes,) + m.shape[1:], m.dtype)
-    _csr_sum(_as_2d(m), graph.dst_perm, graph.dst_ptr, _as_2d(res), False)
+    graph = C.graph(graph)
+    m = C.float_array(m, "m")
+    C.edge_rows(m, "m", graph)
+    res = C.out_array(out, (graph.num_nodes,) + m.shape[1:], m.dtype)
+    _csr_sum(C.as_2d(m), graph.dst_perm, graph.dst_ptr, C.as_2d(res), False)
     return res
 
 
@@ -411,17 +335,11 @@ def weighted_aggregate(graph, f, w, *, out=None):
     w : ndarray, shape (E,) or (E, C), same dtype as ``f``
     out : ndarray, optional, shape (N, C)
     """
-    _check_graph(graph)
-    f = _float_array(f, "f")
-    w = _float_array(w, "w")
-    n, e = graph.num_nodes, graph.num_edges
-    if f.ndim != 2 or f.shape[0] != n:
-        raise ValueError(f"f must have shape (num_nodes, C) = ({n}, C); got {f.shape}")
-    if w.shape not in ((e,), (e, f.shape[1])):
-        raise ValueError(f"w must have shape (E,) or (E, C) = ({e},) or ({e}, {f.shape[1]}); got {w.shape}")
-    if w.dtype != f.dtype:
-        raise TypeError(f"w must have the dtype of f ({f.dtype}); got {w.dtype}")
-    res = _out(out, f.shape, f.dtype)
+    graph = C.graph(graph)
+    f = C.float_array(f, "f")
+    w = C.float_array(w, "w")
+    C.weighted_operands(graph, f, w)
+    res = C.out_array(out, f.shape, f.dtype)
     kernel = _csr_weighted_edge if w.ndim == 1 else _csr_weighted_channel
     kernel(f, w, graph.edge_index[0], graph.dst_perm, graph.dst_ptr, res)
     return res
@@ -429,16 +347,10 @@ def weighted_aggregate(graph, f, w, *, out=None):
 
 def edge_product(graph, g, f, *, out=None):
     """``p_e = g[dst_e] * f[src_e]``, shape (E, C): the weight-gradient kernel."""
-    _check_graph(graph)
-    g = _float_array(g, "g")
-    f = _float_array(f, "f")
-    n = graph.num_nodes
-    if f.ndim != 2 or f.shape[0] != n:
-        raise ValueError(f"f must have shape (num_nodes, C) = ({n}, C); got {f.shape}")
-    if g.shape != f.shape:
-        raise ValueError(f"g must have the shape of f {f.shape}; got {g.shape}")
-    if g.dtype != f.dtype:
-        raise TypeError(f"g must have the dtype of f ({f.dtype}); got {g.dtype}")
-    res = _out(out, (graph.num_edges, f.shape[1]), f.dtype)
+    graph = C.graph(graph)
+    g = C.float_array(g, "g")
+    f = C.float_array(f, "f")
+    C.product_operands(graph, g, f)
+    res = C.out_array(out, (graph.num_edges, f.shape[1]), f.dtype)
     _edge_product(g, f, graph.edge_index[0], graph.edge_index[1], res)
     return res

@@ -29,17 +29,22 @@ device on every call; :func:`to_device` makes a device-resident copy once, for s
 the kernels repeatedly on large graphs.
 
 Validation happens on the host before any launch (dtypes, shapes, lengths, and for
-:func:`scatter_sum` the index range, which is needed anyway to build its CSR). Graph indices are
-trusted: :func:`~geomp_ref.graph.make_graph` range-checked them.
+:func:`scatter_sum` the index range, which is needed anyway to build its CSR). A host graph sealed
+by :func:`~geomp_ref.graph.make_graph` is trusted in O(1) (its arrays are read-only); any other
+host ``Graph`` is range-checked in full first. Device-resident graphs can be overwritten by their
+owner, so the kernels also bound-check every index they read (``backends/_cuda_kernels.py``) and
+raise ``ValueError`` after the launch instead of reading out of bounds.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numba import cuda
-from numba.core import config as _config
 
+from .._validate import check_alloc, check_graph
 from ..graph import Graph
+from ._cuda_kernels import SIM as _SIM
+from ._cuda_kernels import build as _build
 
 __all__ = [
     "aggregate",
@@ -53,7 +58,6 @@ __all__ = [
     "weighted_aggregate",
 ]
 
-_SIM = bool(_config.ENABLE_CUDASIM)
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _TPB = 256
 
@@ -71,128 +75,21 @@ def unavailable_reason() -> str:
     return "numba.cuda found no usable NVIDIA GPU and driver (cuda.is_available() is False)"
 
 
-# --- kernels: one factory per dtype (the accumulator's zero and the unfused product) -----------
-
-
-if _SIM:
-
-    @cuda.jit(device=True)
-    def _plain_mul(a, b):
-        return a * b
-
-
-def _build(dtype):
-    dt = np.float32 if dtype == np.float32 else np.float64
-    if _SIM:
-        mul = _plain_mul
-    else:
-        from numba.cuda import libdevice
-
-        mul = libdevice.fmul_rn if dt is np.float32 else libdevice.dmul_rn
-
-    @cuda.jit
-    def csr_sum(values, perm, ptr, out, mean):
-        n = out.shape[0]
-        c = out.shape[1]
-        t = cuda.blockIdx.x * np.int64(cuda.blockDim.x) + cuda.threadIdx.x
-        if t >= n * c:
-            return
-        i = t // c
-        k = t - i * c
-        a = ptr[i]
-        b = ptr[i + 1]
-        acc = dt(0)
-        for p in range(a, b):
-            acc += values[perm[p], k]
-        if mean and b - a > 1:
-            out[i, k] = acc / (b - a)  # float64 quotient rounded once: equals the dtype's quotient
-        else:
-            out[i, k] = acc
-
-    @cuda.jit
-    def csr_max(values, perm, ptr, out, arg):
-        n = out.shape[0]
-        c = out.shape[1]
-        t = cuda.blockIdx.x * np.int64(cuda.blockDim.x) + cuda.threadIdx.x
-        if t >= n * c:
-            return
-        i = t // c
-        k = t - i * c
-        a = ptr[i]
-        b = ptr[i + 1]
-        if a == b:
-            out[i, k] = dt(0)
-            arg[i, k] = -1
-            return
-        best_r = perm[a]
-        best = values[best_r, k]
-        for p in range(a + 1, b):
-            r = perm[p]
-            v = values[r, k]
-            if v > best:  # strict: ties keep the first row, as np.argmax does
-                best = v
-                best_r = r
-        out[i, k] = best
-        arg[i, k] = best_r
-
-    @cuda.jit
-    def csr_weighted_edge(f, w, edge_index, perm, ptr, out):
-        n = out.shape[0]
-        c = out.shape[1]
-        t = cuda.blockIdx.x * np.int64(cuda.blockDim.x) + cuda.threadIdx.x
-        if t >= n * c:
-            return
-        i = t // c
-        k = t - i * c
-        acc = dt(0)
-        for p in range(ptr[i], ptr[i + 1]):
-            e = perm[p]
-            acc += mul(w[e], f[edge_index[0, e], k])
-        out[i, k] = acc
-
-    @cuda.jit
-    def csr_weighted_channel(f, w, edge_index, perm, ptr, out):
-        n = out.shape[0]
-        c = out.shape[1]
-        t = cuda.blockIdx.x * np.int64(cuda.blockDim.x) + cuda.threadIdx.x
-        if t >= n * c:
-            return
-        i = t // c
-        k = t - i * c
-        acc = dt(0)
-        for p in range(ptr[i], ptr[i + 1]):
-            e = perm[p]
-            acc += mul(w[e, k], f[edge_index[0, e], k])
-        out[i, k] = acc
-
-    @cuda.jit
-    def edge_prod(g, f, edge_index, out):
-        n = out.shape[0]
-        c = out.shape[1]
-        t = cuda.blockIdx.x * np.int64(cuda.blockDim.x) + cuda.threadIdx.x
-        if t >= n * c:
-            return
-        e = t // c
-        k = t - e * c
-        out[e, k] = g[edge_index[1, e], k] * f[edge_index[0, e], k]
-
-    return {
-        "sum": csr_sum,
-        "max": csr_max,
-        "wedge": csr_weighted_edge,
-        "wchan": csr_weighted_channel,
-        "edge_product": edge_prod,
-    }
-
-
 _KERNELS = {np.dtype(np.float32): _build(np.float32), np.dtype(np.float64): _build(np.float64)}
 
 
 def _launch(kernel, total: int, *args) -> None:
+    """Launch over ``total`` threads with an error flag as the last argument; raise if it is set."""
     if total == 0:
         return
+    err = cuda.to_device(np.zeros(1, dtype=np.int32))
     tpb = min(_TPB, total)
-    kernel[(total + tpb - 1) // tpb, tpb](*args)
+    kernel[(total + tpb - 1) // tpb, tpb](*args, err)
+    if int(err.copy_to_host()[0]):
+        raise ValueError(
+            "graph holds an index out of range (edge_index, dst_ptr or dst_perm of a device-"
+            "resident graph was overwritten); rebuild it with to_device(make_graph(...))"
+        )
 
 
 # --- residency and validation helpers ----------------------------------------------------------
@@ -238,17 +135,25 @@ def _dev(x):
     return _wrap(x) if _is_device(x) else cuda.to_device(np.ascontiguousarray(x))
 
 
-def _check_graph(graph) -> None:
+def _check_graph(graph):
+    """A host graph is sealed (or range-checked in full); a device graph is shape-checked here
+    and bound-checked inside the kernels."""
     if not isinstance(graph, Graph):
         raise TypeError(
             f"graph must be a Graph built by geomp_ref.make_graph; got {type(graph).__name__}"
         )
+    if not _is_device(graph.edge_index):
+        return check_graph(graph)
     n, e = graph.num_nodes, graph.edge_index.shape[1]
-    if tuple(graph.dst_ptr.shape) != (n + 1,) or tuple(graph.dst_perm.shape) != (e,):
-        raise ValueError(
-            "graph has inconsistent CSR caches (dst_ptr must be (N+1,), dst_perm (E,)); "
-            "build it with geomp_ref.make_graph"
-        )
+    shapes = {"edge_index": (2, e), "dst_ptr": (n + 1,), "dst_perm": (e,)}
+    for field, shape in shapes.items():
+        arr = getattr(graph, field)
+        if not _is_device(arr) or tuple(arr.shape) != shape or arr.dtype != np.int64:
+            raise ValueError(
+                f"graph.{field} of a device graph must be an int64 device array of shape {shape} "
+                "(inconsistent CSR caches); build it with to_device(make_graph(...))"
+            )
+    return graph
 
 
 def to_device(graph: Graph) -> Graph:
@@ -257,12 +162,13 @@ def to_device(graph: Graph) -> Graph:
     Pass it to this module's kernels to avoid copying the topology on every call. Only the
     kernels of this module accept it (``reverse()`` and NumPy code need the host graph).
     """
-    _check_graph(graph)
+    graph = check_graph(graph)
     return graph._replace(
+        token=None,
         **{
             name: cuda.to_device(np.ascontiguousarray(getattr(graph, name)))
             for name in ("edge_index", "batch", "dst_ptr", "dst_perm", "src_ptr", "src_perm")
-        }
+        },
     )
 
 
@@ -278,6 +184,7 @@ def _index_csr(index, rows: int, num_segments):
     if num_segments < 0:
         raise ValueError(f"num_segments must be >= 0; got {num_segments}")
     num_segments = int(num_segments)
+    check_alloc((num_segments,), "num_segments")
     idx = _wrap(index).copy_to_host() if _is_device(index) else index
     idx = np.asarray(idx)
     if idx.dtype.kind not in "iu" or idx.dtype == np.uint64:
@@ -288,7 +195,8 @@ def _index_csr(index, rows: int, num_segments):
     if idx.ndim != 1:
         raise ValueError(f"index must be 1-D; got shape {idx.shape}")
     if idx.shape[0] != rows:
-        raise ValueError(f"index has length {idx.shape[0]} but values has {rows} rows; they must match")
+        raise ValueError(
+            f"index has length {idx.shape[0]} but values has {rows} rows; they must match")
     idx = idx.astype(np.int64, copy=False)
     if idx.size:
         lo, hi = int(idx.min()), int(idx.max())
@@ -353,7 +261,7 @@ def aggregate(graph, m):
 
     ``m`` has shape (E, ...) in the order of ``graph.edge_index``; the result (N, ...).
     """
-    _check_graph(graph)
+    graph = _check_graph(graph)
     m, dev = _float_input(m, "m")
     if m.shape[0] != graph.num_edges:
         raise ValueError(f"m must have num_edges = {graph.num_edges} rows; got shape {m.shape}")
@@ -376,24 +284,28 @@ def _pair(f, other, fname: str, oname: str):
 
 def weighted_aggregate(graph, f, w):
     """Fused ``out_i = sum_{e: dst_e = i} w_e * f[src_e]``; ``f`` (N, C), ``w`` (E,) or (E, C)."""
-    _check_graph(graph)
+    graph = _check_graph(graph)
     f, w, dev = _pair(f, w, "f", "w")
     n, e = graph.num_nodes, graph.num_edges
     if f.ndim != 2 or f.shape[0] != n:
         raise ValueError(f"f must have shape (num_nodes, C) = ({n}, C); got {tuple(f.shape)}")
     c = f.shape[1]
     if tuple(w.shape) not in ((e,), (e, c)):
-        raise ValueError(f"w must have shape (E,) or (E, C) = ({e},) or ({e}, {c}); got {tuple(w.shape)}")
+        raise ValueError(
+            f"w must have shape (E,) or (E, C) = ({e},) or ({e}, {c}); got {tuple(w.shape)}")
     out = cuda.device_array((n, c), dtype=f.dtype)
-    kernel = _KERNELS[f.dtype]["wedge" if w.ndim == 1 else "wchan"]
-    _launch(kernel, n * c, _dev(f), _dev(w), _dev(graph.edge_index), _dev(graph.dst_perm),
-            _dev(graph.dst_ptr), out)
+    w2 = _dev(w)
+    per_channel = w.ndim == 2
+    if not per_channel:
+        w2 = w2.reshape(e, 1)
+    _launch(_KERNELS[f.dtype]["weighted"], n * c, _dev(f), w2, _dev(graph.edge_index),
+            _dev(graph.dst_perm), _dev(graph.dst_ptr), out, per_channel)
     return _finish(out, dev, (n, c))
 
 
 def edge_product(graph, g, f):
     """``p_e = g[dst_e] * f[src_e]``, shape (E, C)."""
-    _check_graph(graph)
+    graph = _check_graph(graph)
     f, g, dev = _pair(f, g, "f", "g")
     n, e = graph.num_nodes, graph.num_edges
     if f.ndim != 2 or f.shape[0] != n:

@@ -23,16 +23,19 @@ Kinds vocabulary (``input_kinds`` / ``output_kinds``; one entry per array input 
 Group vocabulary (``group``): the symmetry the case must satisfy exactly.
 ``"E3"`` = O(3) x T(3) (reflections included), ``"SE3"`` = SO(3) x T(3), ``"T3"`` = translations
 only, ``"O3"`` / ``"SO3"`` rotations (and reflections) without translations, ``"E2"``, ``"SE2"``,
-``"T2"``, ``"C<n>xT2"`` (cyclic rotations by 2 pi / n and translations), ``"none"`` (node
-permutations and edge reordering only). Node permutations and edge reordering are always checked.
+``"T2"``, ``"C<n>xT2"`` (cyclic rotations by 2 pi / n and translations), ``"T12xT3"`` /
+``"O24xT3"`` / ``"I60xT3"`` (the tetrahedral / octahedral / icosahedral rotation groups and
+translations, registered by ``cases/group_conv.py``), ``"none"`` (node permutations and edge
+reordering only). Node permutations and edge reordering are always checked.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["Case", "cases", "get_case"]
 
@@ -91,8 +94,13 @@ def _family_modules():
     return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
 
 
-def cases(family: str | None = None) -> list[Case]:
-    """Every registered case (optionally only those of one family module), in a fixed order."""
+def cases(family: str | None = None, *, errors: list | None = None) -> list[Case]:
+    """Every registered case (optionally only those of one family module), in a fixed order.
+
+    A family module that fails to import or register raises, naming the module; with an
+    ``errors`` list the failure is appended to it as ``(module_name, exception)`` instead and the
+    other families are still returned (``geomp-ref verify`` reports such a family as failed).
+    """
     out: list[Case] = []
     names = _family_modules()
     if family is not None:
@@ -100,8 +108,21 @@ def cases(family: str | None = None) -> list[Case]:
             raise ValueError(f"family must be one of {names}; got {family!r}")
         names = [family]
     for mod_name in names:
-        mod = importlib.import_module(f"{__name__}.{mod_name}")
-        out.extend(mod.register())
+        try:
+            mod = importlib.import_module(f"{__name__}.{mod_name}")
+            found = list(mod.register())
+        except Exception as exc:
+            if errors is None:
+                raise RuntimeError(
+                    f"case family {__name__}.{mod_name} failed to register its cases: "
+                    f"{type(exc).__name__}: {exc}") from exc
+            errors.append((f"{__name__}.{mod_name}", exc))
+            continue
+        for c in found:
+            if not isinstance(c, Case):
+                raise TypeError(f"{__name__}.{mod_name}.register() must return Case objects; "
+                                f"got {type(c).__name__}")
+        out.extend(found)
     seen = set()
     for c in out:
         if c.name in seen:

@@ -20,7 +20,8 @@ def random_cloud_graph(rng: np.random.Generator, num_nodes: int, *, dim: int = 3
     B = num_graphs if num_graphs is not None else num_graphs_for(num_nodes)
     sizes = np.full(B, num_nodes // B)
     sizes[: num_nodes - sizes.sum()] += 1
-    clouds = [random_points(rng, int(s), dim, min_dist=min_dist) + 50.0 * k for k, s in enumerate(sizes)]
+    clouds = [random_points(rng, int(s), dim, min_dist=min_dist) + 50.0 * k
+              for k, s in enumerate(sizes)]
     pos = np.concatenate(clouds, axis=0) if clouds else np.zeros((0, dim))
     batch = np.repeat(np.arange(B), sizes)
     # cutoff from the median k-th neighbour distance inside the graphs

@@ -1,16 +1,17 @@
 r"""Pointwise activations and their derivatives, evaluated stably in float64.
 
-================  ==========================================  ========================================
-name              :math:`f(x)`                                :math:`f'(x)`
-================  ==========================================  ========================================
-``silu``          :math:`x\,\sigma(x)`                        :math:`\sigma(x)(1 + x(1-\sigma(x)))`
-``softplus``      :math:`\log(1+e^x)`                         :math:`\sigma(x)`
-``shifted_softplus`` :math:`\log(1+e^x) - \ln 2`              :math:`\sigma(x)`
-``sigmoid``       :math:`\sigma(x) = 1/(1+e^{-x})`            :math:`\sigma(x)(1-\sigma(x))`
-``tanh``          :math:`\tanh x`                             :math:`1 - \tanh^2 x`
-``relu``          :math:`\max(x, 0)`                          :math:`[x > 0]` (subgradient 0 at 0)
-``identity``      :math:`x`                                   :math:`1`
-================  ==========================================  ========================================
+====================  ==================================  ======================================
+name                  :math:`f(x)`                        :math:`f'(x)`
+====================  ==================================  ======================================
+``silu``              :math:`x\,\sigma(x)`                :math:`\sigma(x)(1 + x(1-\sigma(x)))`
+``softplus``          :math:`\log(1+e^x)`                 :math:`\sigma(x)`
+``shifted_softplus``  :math:`\log(1+e^x) - \ln 2`         :math:`\sigma(x)`
+``sigmoid``           :math:`\sigma(x) = 1/(1+e^{-x})`    :math:`\sigma(x)(1-\sigma(x))`
+``tanh``              :math:`\tanh x`                     :math:`1 - \tanh^2 x`
+``relu``              :math:`\max(x, 0)`                  :math:`[x > 0]` (subgradient 0 at 0)
+``identity``          :math:`x`                           :math:`1`
+``gelu``              :math:`x\,\Phi(x)`                  :math:`\Phi(x) + x\,\varphi(x)`
+====================  ==================================  ======================================
 
 ``softplus`` uses :math:`\max(x,0) + \log1p(e^{-|x|})` (no overflow, full relative accuracy);
 ``sigmoid`` uses the sign-split form so neither branch overflows. ``shifted_softplus`` subtracts
@@ -26,31 +27,48 @@ import math
 
 import numpy as np
 
+from .._validate import as_float64, cotangent
+
+_SQRT1_2 = math.sqrt(0.5)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
 __all__ = [
     "silu", "silu_vjp", "softplus", "softplus_vjp", "shifted_softplus", "shifted_softplus_vjp",
     "sigmoid", "sigmoid_vjp", "tanh", "tanh_vjp", "relu", "relu_vjp", "identity", "identity_vjp",
-    "get", "NAMES", "LN2", "LN2_PYG",
+    "gelu", "gelu_vjp", "get", "NAMES", "LN2", "LN2_PYG",
 ]
 
 LN2 = math.log(2.0)  # correctly rounded: 0.6931471805599453
-#: PyG computes ln 2 as a float32 tensor and reads it back (variants_spec.md §3).
+#: PyG's SchNet computes ln 2 as a float32 tensor and reads it back as a float64 number, so its
+#: shift is ``float(np.float32(log 2))`` = 0.6931471824645996, 1.9e-9 above the exact value.
 LN2_PYG = float(np.float32(math.log(2.0)))
 
 
+def _x(x) -> np.ndarray:
+    return as_float64(x, "x")
+
+
+def _xg(x, grad_y, op: str):
+    """``x`` and its cotangent ``grad_y`` (which must have the shape of ``x``) as float64."""
+    x = _x(x)
+    return x, cotangent(grad_y, x.shape, op, "grad_y")
+
+
 def sigmoid(x):
-    x = np.asarray(x, dtype=np.float64)
+    x = _x(x)
     e = np.exp(-np.abs(x))  # in (0, 1]: never overflows
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 def sigmoid_vjp(x, grad_y):
+    x, grad_y = _xg(x, grad_y, "sigmoid_vjp")
     s = sigmoid(x)
     return grad_y * s * (1.0 - s)
 
 
 def softplus(x, threshold: float | None = None):
     """``log(1 + e^x)``; with ``threshold`` (torch's default is 20) returns ``x`` above it."""
-    x = np.asarray(x, dtype=np.float64)
+    x = _x(x)
     y = np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
     if threshold is not None:
         y = np.where(x > threshold, x, y)
@@ -58,9 +76,10 @@ def softplus(x, threshold: float | None = None):
 
 
 def softplus_vjp(x, grad_y, threshold: float | None = None):
+    x, grad_y = _xg(x, grad_y, "softplus_vjp")
     d = sigmoid(x)
     if threshold is not None:
-        d = np.where(np.asarray(x) > threshold, 1.0, d)
+        d = np.where(x > threshold, 1.0, d)
     return grad_y * d
 
 
@@ -71,7 +90,7 @@ def shifted_softplus(x, shift: float = LN2, threshold: float | None = None):
     ``log((1 + e^x) / 2)`` without the cancellation of ``softplus(x) - ln 2`` near 0 (full relative
     accuracy there). Any other ``shift`` (e.g. ``LN2_PYG``) is subtracted literally.
     """
-    x = np.asarray(x, dtype=np.float64)
+    x = _x(x)
     y = softplus(x, threshold) - shift
     if shift == LN2:
         small = x <= 1.0
@@ -80,43 +99,70 @@ def shifted_softplus(x, shift: float = LN2, threshold: float | None = None):
 
 
 def shifted_softplus_vjp(x, grad_y, shift: float = LN2, threshold: float | None = None):
+    x, grad_y = _xg(x, grad_y, "shifted_softplus_vjp")
     return softplus_vjp(x, grad_y, threshold)
 
 
 def silu(x):
-    x = np.asarray(x, dtype=np.float64)
+    x = _x(x)
     return x * sigmoid(x)
 
 
 def silu_vjp(x, grad_y):
-    x = np.asarray(x, dtype=np.float64)
+    x, grad_y = _xg(x, grad_y, "silu_vjp")
     s = sigmoid(x)
     return grad_y * (s * (1.0 + x * (1.0 - s)))
 
 
 def tanh(x):
-    return np.tanh(np.asarray(x, dtype=np.float64))
+    return np.tanh(_x(x))
 
 
 def tanh_vjp(x, grad_y):
-    t = np.tanh(np.asarray(x, dtype=np.float64))
+    x, grad_y = _xg(x, grad_y, "tanh_vjp")
+    t = np.tanh(x)
     return grad_y * (1.0 - t * t)
 
 
 def relu(x):
-    return np.maximum(np.asarray(x, dtype=np.float64), 0.0)
+    return np.maximum(_x(x), 0.0)
 
 
 def relu_vjp(x, grad_y):
-    return grad_y * (np.asarray(x) > 0)
+    x, grad_y = _xg(x, grad_y, "relu_vjp")
+    return grad_y * (x > 0)
 
 
 def identity(x):
-    return np.asarray(x, dtype=np.float64)
+    return _x(x)
 
 
 def identity_vjp(x, grad_y):
-    return np.asarray(grad_y, dtype=np.float64)
+    x, grad_y = _xg(x, grad_y, "identity_vjp")
+    return grad_y
+
+
+def gelu(x):
+    r"""Exact (erf) GELU :math:`x\,\Phi(x)`, :math:`\Phi` the standard normal CDF (torch's
+    ``nn.GELU()`` default, not the tanh approximation).
+
+    :math:`\Phi(x) = \tfrac12 \operatorname{erfc}(-x/\sqrt2)`: for negative ``x`` this keeps full
+    relative accuracy where ``(1 + erf(x/√2))/2`` would cancel (GELU(-10) ~ -7.6e-23, not 0);
+    the relative error stays within a few ``(1 + x²)`` ulp, the conditioning of Φ in that tail.
+    """
+    from scipy.special import erfc  # imported here: scipy.special is slow to import
+
+    x = _x(x)
+    return x * (0.5 * erfc(-x * _SQRT1_2))
+
+
+def gelu_vjp(x, grad_y):
+    r"""``grad_y * (Φ(x) + x φ(x))``, :math:`\varphi(x) = e^{-x^2/2}/\sqrt{2\pi}`."""
+    from scipy.special import erfc
+
+    x, grad_y = _xg(x, grad_y, "gelu_vjp")
+    d = 0.5 * erfc(-x * _SQRT1_2) + x * np.exp(-0.5 * x * x) * _INV_SQRT_2PI
+    return grad_y * d
 
 
 _TABLE = {
@@ -129,6 +175,7 @@ _TABLE = {
     "tanh": (tanh, tanh_vjp),
     "relu": (relu, relu_vjp),
     "identity": (identity, identity_vjp),
+    "gelu": (gelu, gelu_vjp),
 }
 NAMES = tuple(_TABLE)
 

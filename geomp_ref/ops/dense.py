@@ -11,15 +11,28 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validate import as_float64, cotangent
+
 __all__ = ["linear", "linear_vjp"]
+
+
+def _operands(x, W, b):
+    x = as_float64(x, "x")
+    W = as_float64(W, "W", ndim=2)
+    if x.ndim == 0 or x.shape[-1] != W.shape[0]:
+        raise ValueError(
+            f"linear: x must have shape (..., in) with in = W.shape[0] = {W.shape[0]} "
+            f"(W is stored (in, out)); got x {x.shape}, W {W.shape}")
+    if b is not None:
+        b = as_float64(b, "b")
+        if b.shape != (W.shape[1],):
+            raise ValueError(f"linear: b must have shape (out,) = ({W.shape[1]},); got {b.shape}")
+    return x, W, b
 
 
 def linear(x, W, b=None) -> np.ndarray:
     """``y = x @ W + b``; ``x`` (..., in), ``W`` (in, out), ``b`` (out,) or None."""
-    x = np.asarray(x, dtype=np.float64)
-    W = np.asarray(W, dtype=np.float64)
-    if W.ndim != 2 or x.shape[-1] != W.shape[0]:
-        raise ValueError(f"linear: x (..., {x.shape[-1] if x.ndim else '?'}) does not match W {W.shape} (in, out)")
+    x, W, b = _operands(x, W, b)
     y = x @ W
     if b is not None:
         y = y + b
@@ -27,9 +40,12 @@ def linear(x, W, b=None) -> np.ndarray:
 
 
 def linear_vjp(x, W, b, grad_y):
-    """VJP of :func:`linear`: ``(grad_x, grad_W, grad_b)`` (``grad_b`` is None when ``b`` is None)."""
-    x = np.asarray(x, dtype=np.float64)
-    grad_y = np.asarray(grad_y, dtype=np.float64)
+    """VJP of :func:`linear`: ``(grad_x, grad_W, grad_b)`` (``grad_b`` is None when ``b`` is None).
+
+    ``grad_y`` must have the output's shape ``(..., out)``.
+    """
+    x, W, b = _operands(x, W, b)
+    grad_y = cotangent(grad_y, x.shape[:-1] + (W.shape[1],), "linear_vjp", "grad_y")
     grad_x = grad_y @ W.T  # reverses y = x @ W
     x2 = x.reshape(-1, x.shape[-1])
     g2 = grad_y.reshape(-1, grad_y.shape[-1])

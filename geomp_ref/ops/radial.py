@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from .._validate import check_int, check_positive
+from .._validate import as_float64, check_int, check_positive, cotangent
 
 __all__ = [
     "gaussian_rbf", "gaussian_rbf_vjp", "gaussian_centers",
@@ -32,9 +32,23 @@ __all__ = [
 ]
 
 
+def _distances(d) -> np.ndarray:
+    return as_float64(d, "d")
+
+
+def _gaussian(d, mu, gamma):
+    d = _distances(d)
+    mu = as_float64(mu, "mu", ndim=1)
+    gamma = check_positive(gamma, "gamma")
+    return d, mu, gamma
+
+
 def gaussian_centers(start: float, stop: float, num: int):
     """``(mu, gamma)`` as SchNet: ``mu = linspace(start, stop, num)``, ``gamma = 0.5 / delta^2``."""
     num = check_int(num, "num", minimum=2)
+    start, stop = float(as_float64(start, "start", ndim=0)), float(as_float64(stop, "stop", ndim=0))
+    if not stop > start:
+        raise ValueError(f"stop must be > start; got start={start}, stop={stop}")
     mu = np.linspace(float(start), float(stop), num)
     delta = (float(stop) - float(start)) / (num - 1)
     return mu, 0.5 / delta**2
@@ -42,12 +56,14 @@ def gaussian_centers(start: float, stop: float, num: int):
 
 def gaussian_rbf(d, mu, gamma: float):
     """``exp(-gamma (d - mu_k)^2)``: shape (*d.shape, K)."""
-    d = np.asarray(d, dtype=np.float64)[..., None]
-    return np.exp(-gamma * (d - mu) ** 2)
+    d, mu, gamma = _gaussian(d, mu, gamma)
+    return np.exp(-gamma * (d[..., None] - mu) ** 2)
 
 
 def gaussian_rbf_vjp(d, mu, gamma: float, grad_out):
-    d1 = np.asarray(d, dtype=np.float64)[..., None]
+    d, mu, gamma = _gaussian(d, mu, gamma)
+    grad_out = cotangent(grad_out, d.shape + mu.shape, "gaussian_rbf_vjp")
+    d1 = d[..., None]
     e = np.exp(-gamma * (d1 - mu) ** 2)
     return np.sum(grad_out * (-2.0 * gamma) * (d1 - mu) * e, axis=-1)
 
@@ -76,15 +92,18 @@ def bessel_rbf(d, num: int, cutoff: float):
     """``sqrt(2/c) sin(n pi d / c) / d`` for n = 1..num: shape (*d.shape, num)."""
     num = check_int(num, "num", minimum=1)
     c = check_positive(cutoff, "cutoff")
-    d = np.asarray(d, dtype=np.float64)[..., None]
+    d = _distances(d)[..., None]
     a = np.arange(1, num + 1) * np.pi / c
     val, _ = _sinc_and_derivative(a * d)
     return np.sqrt(2.0 / c) * a * val
 
 
 def bessel_rbf_vjp(d, num: int, cutoff: float, grad_out):
-    c = float(cutoff)
-    d = np.asarray(d, dtype=np.float64)[..., None]
+    num = check_int(num, "num", minimum=1)
+    c = check_positive(cutoff, "cutoff")
+    d = _distances(d)
+    grad_out = cotangent(grad_out, d.shape + (num,), "bessel_rbf_vjp")
+    d = d[..., None]
     a = np.arange(1, num + 1) * np.pi / c
     _, dval = _sinc_and_derivative(a * d)
     # d/dd [a sinc(a d)] = a^2 sinc'(a d)
@@ -93,28 +112,32 @@ def bessel_rbf_vjp(d, num: int, cutoff: float, grad_out):
 
 def cosine_cutoff(d, cutoff: float):
     c = check_positive(cutoff, "cutoff")
-    d = np.asarray(d, dtype=np.float64)
+    d = _distances(d)
     return np.where(d < c, 0.5 * (np.cos(np.pi * d / c) + 1.0), 0.0)
 
 
 def cosine_cutoff_vjp(d, cutoff: float, grad_out):
-    c = float(cutoff)
-    d = np.asarray(d, dtype=np.float64)
+    c = check_positive(cutoff, "cutoff")
+    d = _distances(d)
+    grad_out = cotangent(grad_out, d.shape, "cosine_cutoff_vjp")
     return grad_out * np.where(d < c, -0.5 * np.pi / c * np.sin(np.pi * d / c), 0.0)
 
 
 def polynomial_cutoff(d, cutoff: float, p: int = 6):
     c = check_positive(cutoff, "cutoff")
     p = check_int(p, "p", minimum=1)
-    u = np.asarray(d, dtype=np.float64) / c
+    u = _distances(d) / c
     val = (1.0 - (p + 1) * (p + 2) / 2.0 * u**p + p * (p + 2) * u ** (p + 1)
            - p * (p + 1) / 2.0 * u ** (p + 2))
     return np.where(u < 1.0, val, 0.0)
 
 
 def polynomial_cutoff_vjp(d, cutoff: float, grad_out, p: int = 6):
-    c = float(cutoff)
-    u = np.asarray(d, dtype=np.float64) / c
+    c = check_positive(cutoff, "cutoff")
+    p = check_int(p, "p", minimum=1)
+    d = _distances(d)
+    grad_out = cotangent(grad_out, d.shape, "polynomial_cutoff_vjp")
+    u = d / c
     der = (-(p + 1) * (p + 2) / 2.0 * p * u ** (p - 1) + p * (p + 2) * (p + 1) * u**p
            - p * (p + 1) / 2.0 * (p + 2) * u ** (p + 1)) / c
     return grad_out * np.where(u < 1.0, der, 0.0)

@@ -64,8 +64,9 @@ def test_scatter_softmax(rng):
     e = np.exp(v[:3])
     np.testing.assert_allclose(a[:3], e / e.sum(), rtol=1e-15)
     for eps in (0.0, 1e-3):
-        errs = check_vjp_fn(lambda x: ops.scatter_softmax(x, idx, 3, eps=eps),
-                            lambda x, g: ops.scatter_softmax_vjp(x, idx, 3, g, eps=eps)[0], (v,), rng=rng)
+        errs = check_vjp_fn(lambda x, eps=eps: ops.scatter_softmax(x, idx, 3, eps=eps),
+                            lambda x, g, eps=eps: ops.scatter_softmax_vjp(x, idx, 3, g, eps=eps)[0],
+                            (v,), rng=rng)
         assert max(errs.values()) < TOL
     big = ops.scatter_softmax(np.array([1000.0, 999.0]), np.array([0, 0]), 1)
     assert np.all(np.isfinite(big))  # the max shift avoids overflow
@@ -80,10 +81,12 @@ def test_aggregations_and_vjps(rng):
         want[g.dst[e]] += m[e]
     np.testing.assert_allclose(out, want, atol=1e-15)
     assert np.all(out[4] == 0)
-    assert max(check_vjp_fn(lambda x: ops.aggregate(g, x), lambda x, gr: ops.aggregate_vjp(g, x, gr),
-                            (m,), rng=rng).values()) < TOL
+    assert max(check_vjp_fn(lambda x: ops.aggregate(g, x),
+                            lambda x, gr: ops.aggregate_vjp(g, x, gr), (m,),
+                            rng=rng).values()) < TOL
     assert max(check_vjp_fn(lambda x: ops.aggregate_mean(g, x),
-                            lambda x, gr: ops.aggregate_mean_vjp(g, x, gr), (m,), rng=rng).values()) < TOL
+                            lambda x, gr: ops.aggregate_mean_vjp(g, x, gr), (m,),
+                            rng=rng).values()) < TOL
 
 
 @pytest.mark.parametrize("per_channel", [False, True])
@@ -146,7 +149,8 @@ def test_linear_vjp(rng):
     assert max(errs.values()) < TOL
 
 
-@pytest.mark.parametrize("name", ["silu", "softplus", "shifted_softplus", "sigmoid", "tanh", "relu"])
+@pytest.mark.parametrize("name",
+                         ["silu", "softplus", "shifted_softplus", "sigmoid", "tanh", "relu"])
 def test_activation_values_against_mpmath(name):
     mp_f = {
         "silu": lambda t: t / (1 + mpmath.exp(-t)),
@@ -166,7 +170,8 @@ def test_activation_values_against_mpmath(name):
     assert np.all((err < 4e-16) | (np.abs(got - want) < 1e-300)), (xs[err.argmax()], err.max())
 
 
-@pytest.mark.parametrize("name", ["silu", "softplus", "shifted_softplus", "sigmoid", "tanh", "relu", "identity"])
+@pytest.mark.parametrize(
+    "name", ["silu", "softplus", "shifted_softplus", "sigmoid", "tanh", "relu", "identity", "gelu"])
 def test_activation_vjps(rng, name):
     f, fv = activations.get(name)
     x = rng.normal(size=(7,)) * 3
@@ -202,7 +207,8 @@ def test_radial_values(rng):
     np.testing.assert_allclose(b[0], np.sqrt(2 / 5.0) * n * np.pi / 5.0, rtol=1e-15)
     with mpmath.workdps(40):
         for k, dk in enumerate(d[1:4], 1):
-            want = [float(mpmath.sqrt(mpmath.mpf(2) / 5) * mpmath.sin(j * mpmath.pi * dk / 5) / dk) for j in n]
+            want = [float(mpmath.sqrt(mpmath.mpf(2) / 5) * mpmath.sin(j * mpmath.pi * dk / 5) / dk)
+                    for j in n]
             np.testing.assert_allclose(b[k], want, rtol=2e-15)
 
 
@@ -212,10 +218,14 @@ def test_radial_vjps(rng, which):
     d[0] = 1e-6  # inside the Bessel series branch
     mu, gamma = radial.gaussian_centers(0.0, 5.0, 8)
     fns = {
-        "gaussian": (lambda x: radial.gaussian_rbf(x, mu, gamma), lambda x, g: radial.gaussian_rbf_vjp(x, mu, gamma, g)),
-        "bessel": (lambda x: radial.bessel_rbf(x, 5, 5.0), lambda x, g: radial.bessel_rbf_vjp(x, 5, 5.0, g)),
-        "cosine": (lambda x: radial.cosine_cutoff(x, 5.0), lambda x, g: radial.cosine_cutoff_vjp(x, 5.0, g)),
-        "polynomial": (lambda x: radial.polynomial_cutoff(x, 5.0), lambda x, g: radial.polynomial_cutoff_vjp(x, 5.0, g)),
+        "gaussian": (lambda x: radial.gaussian_rbf(x, mu, gamma),
+                     lambda x, g: radial.gaussian_rbf_vjp(x, mu, gamma, g)),
+        "bessel": (lambda x: radial.bessel_rbf(x, 5, 5.0),
+                   lambda x, g: radial.bessel_rbf_vjp(x, 5, 5.0, g)),
+        "cosine": (lambda x: radial.cosine_cutoff(x, 5.0),
+                   lambda x, g: radial.cosine_cutoff_vjp(x, 5.0, g)),
+        "polynomial": (lambda x: radial.polynomial_cutoff(x, 5.0),
+                       lambda x, g: radial.polynomial_cutoff_vjp(x, 5.0, g)),
     }
     f, fv = fns[which]
     assert max(check_vjp_fn(f, fv, (d,), rng=rng, eps=1e-7).values()) < TOL
