@@ -1,4 +1,4 @@
-"""Accuracy of geomp_ref.lie against 50-digit mpmath truth (lie_spec §6 error measures).
+"""Accuracy of geomp_ref.lie against 50-digit mpmath truth (measures: tests/lie/lie_mp_truth.py).
 
 Prints, per group and function, the maximum error over the hard-case list plus a log-uniform
 sweep of ``--n`` angles in [1e-12, 1] ∪ [1, π] (Exp and Jacobians also over |θ| ∈ (π, 10]), the

@@ -4,15 +4,19 @@ poses.
 Forward (``geomp_ref/layers/lieconv.py``), edge j -> i::
 
     xi_ij = Log(g_i^{-1} g_j)                 (d = 3 for SE(2), 6 for SE(3); translation first)
-    k_ij  = MLP_k(xi_ij)                      (E, K)
+    k_ij  = MLP_k(xi_ij)                      (E, K; swish after every layer, as WeightNet)
     m_ij  = vec(k_ij (x) f_j)                 (E, K C_in)
     agg_i = mean_{j -> i} m_ij                ("sum" drops the 1/deg)
-    out   = agg W + b
+    out   = agg W + b                         ("lieconv_mean": (sum_j m_ij W + b) / deg_i)
 
-Sign. LieConv forms ``pair[i, j] = log(exp(-a_j) exp(a_i)) = Log(g_j^{-1} g_i)``. Since
+Sign and order. LieConv forms ``pair[i, j] = log(exp(-a_j) exp(a_i)) = Log(g_j^{-1} g_i)`` and
+writes its algebra rotation first (SE(2): (theta, rho); SE(3): (omega, rho)). Since
 ``g_j^{-1} g_i = (g_i^{-1} g_j)^{-1}`` and the principal Log satisfies ``Log(M^{-1}) = -Log(M)``
-(away from rotation angle pi), ``xi_ij = -pair[i, j]``: for pure translations ``xi_ij = x_j - x_i``,
-the library's ``edge_vec``. ``derive_sign`` checks both statements symbolically.
+(away from rotation angle pi), ``pair[i, j] = -P xi_ij`` with P the reordering: for pure
+translations ``xi_ij = x_j - x_i``, the library's ``edge_vec``. ``derive_sign`` checks both
+statements symbolically. The layer's ``kernel_input="lieconv_log"`` feeds ``P Log(g_j^{-1} g_i)``
+itself; its pose gradients are the ones below with the roles of i and j swapped, after undoing P
+(``check_layer`` covers that variant with LieConv's mean as well).
 
 Backward with respect to poses. A pose moves on the group, ``g -> g Exp(delta)`` (right
 perturbation). To first order ``g_i^{-1} g_j -> (I - hat delta_i) g_i^{-1} g_j (I + hat delta_j)``,
@@ -24,8 +28,8 @@ and (Solà et al. 2018, "A micro Lie theory", right and left Jacobians)::
 SE(3): acos, theta / (2 sin theta) and V^{-1}) of that first-order product with SymPy and compares
 with ``geomp_ref.lie.se2/se3`` Jacobian inverses (the SE(3) pair drawn here has angle 2.84,
 near pi, where the Jacobians are sensitive to the rounding of the float64 input matrix: the
-residual is ~1e-14 absolute, against ~5e-16 for SE(2)). The layer then returns, per node, the tangent
-matrix gradient ``G_n = g_n hat(M^{-1} w_n)`` whose pairing with ``g_n hat(e_k)`` is the
+residual is ~1e-14 absolute, against ~5e-16 for SE(2)). The layer then returns, per node, the
+tangent matrix gradient ``G_n = g_n hat(M^{-1} w_n)`` whose pairing with ``g_n hat(e_k)`` is the
 right-trivialised gradient ``w_n,k = dL/d delta_n,k`` (summed over the edges at the node as
 receiver and as sender). Everything above the Log is the NNConv-like chain:
 ``g_agg = g_out W^T``; ``g_m = g_agg[dst] / deg``; ``g_k = g_m f_j``; ``g_f_j = g_m^T k``;
@@ -36,7 +40,7 @@ receiver and as sender). Everything above the Log is the NNConv-like chain:
 every delta, feature and the kernel's first weight matrix, evaluates at 30 digits, and compares
 with ``LieConv.backward`` (pose gradients through ``<G_n, g_n hat(e_k)>``).
 
-Run: ``python3 derivations/lieconv.py [--check]`` (about 10 s; exit 0 on success).
+Run: ``python3 derivations/lieconv.py [--check]`` (about 20 s; exit 0 on success).
 """
 
 from __future__ import annotations
@@ -154,7 +158,7 @@ def _silu(z):
     return z / (1 + sp.exp(-z))
 
 
-def _mlp(p, x, W0=None):
+def _mlp(p, x, W0=None, activate_last=True):
     n = len([k for k in p if k.startswith("W")])
     h = list(x)
     for k in range(n):
@@ -163,7 +167,7 @@ def _mlp(p, x, W0=None):
             sum(h[a] * W[a, c] for a in range(len(h))) + _F(p[f"b{k}"][c])
             for c in range(W.shape[1])
         ]
-        h = [_silu(v) for v in z] if k < n - 1 else z
+        h = [_silu(v) for v in z] if (k < n - 1 or activate_last) else z
     return h
 
 
@@ -172,17 +176,21 @@ def _rel(a, b):
     return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
 
 
-def check_layer(aggr: str = "mean") -> float:
+def check_layer(aggr: str = "mean", kernel_input: str = "log", last: bool = False) -> float:
+    """SE(2) layer on 3 nodes; ``last`` = the WeightNet's swish after the kernel's last layer
+    (off here: it only adds the activation's VJP, proven in dense_activations.py, and triples
+    the size of the symbolic expression; tests/layers/test_lieconv.py checks the layer with it)."""
     rng = np.random.default_rng(9)
     N, C, Co, K = 3, 1, 2, 2
-    layer = LieConv("SE2", C, Co, kernel_hidden=(1,), kernel_channels=K, aggr=aggr)
+    layer = LieConv("SE2", C, Co, kernel_hidden=(1,), kernel_channels=K, aggr=aggr,
+                    kernel_input=kernel_input, activate_last=last)
     p = layer.init(rng)
     g = se2.random(rng, N)
     f = rng.normal(size=(N, C))
     cot = rng.normal(size=(N, Co))
     graph = make_graph(EDGES, N)
     out, cache = layer.forward(p, graph, f, g)
-    grads, (g_f, g_g) = layer.backward(p, cache, cot)
+    grads, (g_f, g_g, _) = layer.backward(p, cache, cot)
     # right-trivialised pose gradients of the hand backward: <G_n, g_n hat(e_k)>
     E3 = np.eye(3)
     hats = np.stack([np.array(hat("SE2", list(E3[k])).tolist(), dtype=float) for k in range(3)])
@@ -196,14 +204,21 @@ def check_layer(aggr: str = "mean") -> float:
     agg = [[0] * (K * C) for _ in range(N)]
     deg = np.bincount(EDGES[1], minlength=N)
     for j, i in EDGES.T:
-        xi = log("SE2", inv[int(i)] * poses[int(j)])
-        k = _mlp(p["kernel"], xi, W0=W0)
-        scale = 1 if aggr == "sum" else sp.Rational(1, int(deg[i]))
+        if kernel_input == "log":
+            xi = log("SE2", inv[int(i)] * poses[int(j)])
+        else:  # LieConv's pair: Log(g_j^-1 g_i), rotation first
+            r1, r2, th = log("SE2", inv[int(j)] * poses[int(i)])
+            xi = [th, r1, r2]
+        k = _mlp(p["kernel"], xi, W0=W0, activate_last=last)
+        scale = sp.Rational(1, int(deg[i])) if aggr == "mean" else 1
         for q in range(K):
             for c in range(C):
                 agg[int(i)][q * C + c] += scale * k[q] * Fs[int(j), c]
+    # lieconv_mean divides the whole output, bias included, by the in-degree
+    post = [sp.Rational(1, max(int(deg[n]), 1)) if aggr == "lieconv_mean" else 1 for n in range(N)]
     L = sum(
-        _F(cot[n, o]) * (sum(agg[n][a] * _F(p["W"][a, o]) for a in range(K * C)) + _F(p["b"][o]))
+        _F(cot[n, o]) * post[n]
+        * (sum(agg[n][a] * _F(p["W"][a, o]) for a in range(K * C)) + _F(p["b"][o]))
         for n in range(N)
         for o in range(Co)
     )
@@ -232,7 +247,9 @@ def main(argv=None) -> int:
         ("sign: Log(g_i^-1 g_j) = -LieConv pair; translations", lambda: derive_sign(rng)),
         ("d xi/d delta = (-Jl^-1, Jr^-1), SE(2), SE(3)", lambda: derive_pairwise_jacobians(rng)),
         ("SE(2) layer grads (poses, f, W0), mean", lambda: check_layer("mean")),
-        ("SE(2) layer grads (poses, f, W0), sum", lambda: check_layer("sum")),
+        # lieconv_mean aggregates by sum, then divides: it also covers aggr="sum"
+        ("SE(2) layer grads, LieConv's pair and mean",
+         lambda: check_layer("lieconv_mean", "lieconv_log")),
     ]:
         err = fn()
         good = err <= TOL

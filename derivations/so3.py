@@ -27,6 +27,13 @@ so every power series in ``K`` collapses onto ``{I, K, K²}``. We do the algebra
    ``⟨[a]×, [b]×⟩ = 2 a·b`` (derive_metric), turns the tangent gradient ``w`` into the matrix
    gradient ``g [w/2]×`` returned by ``log_vjp`` / ``relative_log_vjp``.
 
+6. **Huge angles**: with ``ω = θ k`` (unit axis ``k``), ``K = θ [k]×`` and ``K² = θ² [k]×²``, so a
+   triple ``(a, b, c)`` in ``{I, K, K²}`` is ``(a, θ b, θ² c)`` in ``{I, [k]×, [k]×²}``: Exp is
+   ``(1, sin θ, 2 sin²(θ/2))``, Jl is ``(1, 2 sin²(θ/2)/θ, 1 − sin θ/θ)`` and Jl⁻¹ is
+   ``(1, −θ/2, 1 − (θ/2) cot(θ/2))`` (derive_unit_axis). These need no product of two huge
+   numbers, so the library uses them beyond θ = 1e8 (``check_huge`` compares with 50-digit
+   mpmath at axis-aligned angles up to 1e300, where the float angle is the exact input).
+
 ``check_geomp`` evaluates geomp_ref.lie.so3 (exp, log, the four Jacobians, log_vjp,
 relative_log_vjp, exp_vjp) at seeded random points, near 0 and near π, against these expressions
 at 50 digits. Run: ``python3 derivations/so3.py [--check]`` (exit 0 when everything holds).
@@ -122,6 +129,55 @@ def derive_metric():
     a, b = sp.symbols("a1:4"), sp.symbols("b1:4")
     val = sp.expand(sum(x * y for x, y in zip(hat(a), hat(b))))
     return sp.Matrix(3, 3, lambda i, j: sp.diff(val, a[i], b[j]))
+
+
+def derive_unit_axis():
+    """Residuals of the unit-axis coefficients against θ·(A, B, C, D) (all must simplify to 0)."""
+    t = sp.symbols("theta", positive=True)
+    A = sp.sin(t) / t
+    B = (1 - sp.cos(t)) / t**2
+    C = (t - sp.sin(t)) / t**3
+    D = (1 - t / 2 * sp.cot(t / 2)) / t**2
+    pairs = [
+        (t * A, sp.sin(t)), (t**2 * B, 2 * sp.sin(t / 2) ** 2),  # Exp
+        (t * B, 2 * sp.sin(t / 2) ** 2 / t), (t**2 * C, 1 - sp.sin(t) / t),  # Jl
+        (t**2 * D, 1 - t / 2 * sp.cos(t / 2) / sp.sin(t / 2)),  # Jl^-1
+    ]
+    return [sp.simplify(sp.expand_trig(a - b)) for a, b in pairs]
+
+
+def check_huge():
+    """geomp_ref.lie.so3 exp / Jl / Jr / Jl^-1 at axis-aligned huge angles vs mpmath."""
+    from geomp_ref.lie import so3
+
+    err = 0.0
+    for theta in (1.5e8, 1e12, 1e100, 1e300):
+        w = np.array([0.0, theta, 0.0])
+        wm = [mp.mpf(float(x)) for x in w]
+        K = mp.matrix([[0, -wm[2], wm[1]], [wm[2], 0, -wm[0]], [-wm[1], wm[0], 0]])
+        K2 = K * K
+        with mp.workdps(60):
+            th = mp.mpf(theta)
+            a, b = mp.sin(th) / th, (1 - mp.cos(th)) / th**2
+            c = (th - mp.sin(th)) / th**3
+            d = (1 - th / 2 * mp.cot(th / 2)) / th**2
+        ref = {
+            "exp": mp.eye(3) + a * K + b * K2,
+            "jl": mp.eye(3) + b * K + c * K2,
+            "jr": mp.eye(3) - b * K + c * K2,
+        }
+        got = {"exp": so3.exp(w), "jl": so3.left_jacobian(w), "jr": so3.right_jacobian(w)}
+        for key in ref:
+            R = ref[key]
+            e = max(abs(float(got[key][i, j]) - R[i, j]) for i in range(3) for j in range(3))
+            err = max(err, float(e))
+        if theta < 1e15:  # beyond, Jl^-1 is refused: every such angle is within rounding of 2πk
+            R = mp.eye(3) - K / 2 + d * K2
+            J = so3.left_jacobian_inverse(w)
+            scale = max(abs(R[i, j]) for i in range(3) for j in range(3))
+            e = max(abs(float(J[i, j]) - R[i, j]) for i in range(3) for j in range(3)) / scale
+            err = max(err, float(e))
+    return err
 
 
 def exp_matrix(v):
@@ -239,6 +295,9 @@ def main(argv=None) -> int:
     report("Jl^-1 = (1, -1/2, D)", x == sp.Rational(-1, 2) and resid == 0)
     report("symmetric part = (1 - c) k k^T", derive_symmetric_part() == sp.zeros(3))
     report("metric <[a]x, [b]x> = 2 a.b", derive_metric() == 2 * sp.eye(3))
+    report("unit-axis forms = theta-scaled (A, B, C, D)", all(r == 0 for r in derive_unit_axis()))
+    e = check_huge()
+    report("huge angles (1.5e8 .. 1e300) vs mpmath", e < 1e-15, f"{e:.1e}")
     e = check_jr_definition(rng)
     report("Jr from the definition (50 digits)", e < 1e-40, f"{e:.1e}")
     for key, err in check_geomp(rng).items():

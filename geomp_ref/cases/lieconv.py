@@ -6,7 +6,9 @@ Kinds registered here (see :mod:`geomp_ref.cases` for the shared vocabulary)
 ``"stabiliser:SE3"``     (N, S, 3) stabiliser rotation vectors: ``Exp(s) -> Q Exp(s)``.
 
 LieConv cases are exact for SE(2)/SE(3) (left action on poses; for point clouds, with the
-stabiliser samples transformed too).
+stabiliser samples transformed too). LieConv's inputs are ``(f, g, pairs)``: the pose cases leave
+``pairs`` as ``None``, the given-pairs case leaves ``g`` as ``None``. The ``BSpline`` cases use
+Bekkers' cubic B-spline kernels on the Lie algebra coordinates.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import testing
-from ..layers.lieconv import LieConv, LiftedLieConv, stabiliser_samples
+from ..layers.kernels import BSplineKernel
+from ..layers.lieconv import LieConv
+from ..layers.lieconv_lift import stabiliser_samples
+from ..layers.lifted_lieconv import LiftedLieConv
 from . import Case
 
 __all__ = ["register"]
@@ -38,7 +43,15 @@ def _poses(group):
 
         graph = testing.random_graph(rng, n, self_loops=True)
         mod = se2 if group == "SE2" else se3
-        return graph, (rng.normal(size=(n, 3)), mod.random(rng, n))
+        return graph, (rng.normal(size=(n, 3)), mod.random(rng, n), None)
+
+    return make
+
+
+def _pairs(width):
+    def make(rng, n):
+        graph = testing.random_graph(rng, n, self_loops=True)
+        return graph, (rng.normal(size=(n, 3)), None, rng.normal(size=(graph.num_edges, width)))
 
     return make
 
@@ -53,52 +66,43 @@ def _lifted(group, samples):
     return make
 
 
-def register() -> list[Case]:
-    out = []
-    small = {"kernel_hidden": (16, 16), "kernel_channels": 8}
-    out.append(
-        Case(
-            "LieConv/SE2-mean",
-            LieConv("SE2", 3, 4, **small),
-            _poses("SE2"),
-            ("node_scalar", "pose"),
-            ("node_scalar",),
-            "SE2",
-            notes="k(Log(g_i^-1 g_j)) on given SE(2) poses; exact under left action",
-        )
-    )
-    out.append(
-        Case(
-            "LieConv/SE3-sum",
-            LieConv("SE3", 3, 4, aggr="sum", **small),
-            _poses("SE3"),
-            ("node_scalar", "pose"),
-            ("node_scalar",),
-            "SE3",
-            notes="k(Log(g_i^-1 g_j)) on given SE(3) poses; exact under left action",
-        )
-    )
-    out.append(
-        Case(
-            "LiftedLieConv/SE2",
-            LiftedLieConv("SE2", 3, 4, **small),
-            _lifted("SE2", 3),
-            ("node_scalar", "position", "stabiliser:SE2"),
-            ("node_scalar",),
-            "SE2",
-            notes="point cloud lifted with 3 stabiliser samples (odd: no pair at pi)",
-        )
-    )
-    out.append(
-        Case(
-            "LiftedLieConv/SE3",
-            LiftedLieConv("SE3", 3, 4, **small),
-            _lifted("SE3", 2),
-            ("node_scalar", "position", "stabiliser:SE3"),
-            ("node_scalar",),
-            "SE3",
-            notes="point cloud lifted with 2 Haar stabiliser samples per point",
-        )
-    )
+_POSE_KINDS = ("node_scalar", "pose", "edge_scalar")
 
-    return out
+
+def _pose_case(name, layer, group, notes):
+    return Case(name, layer, _poses(group), _POSE_KINDS, ("node_scalar",), group, notes=notes)
+
+
+def register() -> list[Case]:
+    small = {"kernel_hidden": (16, 16), "kernel_channels": 8}
+    # B-spline grids: relative translations of random poses mostly within +-3; angles in
+    # (-pi, pi]; degree 3 is C^2, so central differences see no kink
+    bs_se2 = BSplineKernel(3, 6, 3, (5, 5, 7), (2.5, 2.5, np.pi))
+    bs_se3 = BSplineKernel(6, 4, 3, 4, (2.5, 2.5, 2.5, np.pi, np.pi, np.pi))
+    return [
+        _pose_case("LieConv/SE2-mean", LieConv("SE2", 3, 4, **small), "SE2",
+                   "k(Log(g_i^-1 g_j)) on given SE(2) poses; exact under left action"),
+        _pose_case("LieConv/SE3-sum", LieConv("SE3", 3, 4, aggr="sum", **small), "SE3",
+                   "k(Log(g_i^-1 g_j)) on given SE(3) poses; exact under left action"),
+        _pose_case("LieConv/SE2-lieconv_log-lieconv_mean",
+                   LieConv("SE2", 3, 4, aggr="lieconv_mean", kernel_input="lieconv_log", **small),
+                   "SE2", "LieConv's pair coordinates (rotation first, Log(g_j^-1 g_i)) and its "
+                   "mean (bias divided too)"),
+        _pose_case("LieConv/SE2-BSpline", LieConv("SE2", 3, 4, aggr="sum", kernel=bs_se2), "SE2",
+                   "cubic B-spline kernel on the se(2) coordinates (rho1, rho2, theta)"),
+        _pose_case("LieConv/SE3-BSpline", LieConv("SE3", 3, 4, kernel=bs_se3), "SE3",
+                   "cubic B-spline kernel on the se(3) coordinates (rho, omega), 4^6 centres"),
+        Case("LieConv/given-pairs-weightnet",
+             LieConv("SE3", 3, 4, aggr="lieconv_mean", kernel_input="given", **small),
+             _pairs(6), _POSE_KINDS, ("node_scalar",), "SE3",
+             notes="the published layer's form: kernel on given pair coordinates (invariant "
+                   "edge inputs), WeightNet with swish after every layer, LieConv's mean"),
+        Case("LiftedLieConv/SE2", LiftedLieConv(LieConv("SE2", 3, 4, **small)),
+             _lifted("SE2", 3), ("node_scalar", "position", "stabiliser:SE2"),
+             ("node_scalar",), "SE2",
+             notes="point cloud lifted with 3 stabiliser samples (odd: no pair at pi)"),
+        Case("LiftedLieConv/SE3", LiftedLieConv(LieConv("SE3", 3, 4, **small)),
+             _lifted("SE3", 2), ("node_scalar", "position", "stabiliser:SE3"),
+             ("node_scalar",), "SE3",
+             notes="point cloud lifted with 2 Haar stabiliser samples per point"),
+    ]

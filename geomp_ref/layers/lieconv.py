@@ -8,39 +8,66 @@ features :math:`f_n`. For the edge j -> i (sender j, receiver i) the layer compu
 
     \xi_{ij} &= \mathrm{Log}(g_i^{-1} g_j) \in \mathbb{R}^{d}
         \quad (d = 3: (\rho_1, \rho_2, \theta);\ d = 6: (\rho, \omega)), \\
-    k_{ij} &= \mathrm{MLP}_k(\xi_{ij}) \in \mathbb{R}^K, \qquad
-    m_{ij} = \mathrm{vec}(k_{ij} \otimes f_j) \in \mathbb{R}^{K C_{in}}, \\
+    k_{ij} &= k(a_{ij}) \in \mathbb{R}^K, \qquad
+    m_{ij} = \mathrm{vec}(k_{ij} \otimes f_j) \in \mathbb{R}^{K C_{in}}
+        \ (\text{index } k C_{in} + c), \\
     out_i &= \Big(\mathrm{AGG}_{j \to i}\, m_{ij}\Big) W + b,
-        \qquad \mathrm{AGG} \in \{\text{mean}, \text{sum}\},
 
-i.e. LieConv's WeightNet (``MLP_k``) plus its "PointConv trick" (the K kernel channels are
-contracted with the features by one dense map ``W`` of shape (K C_in, C_out)).
+where the kernel :math:`k` is a kernel spec (:mod:`geomp_ref.layers.kernels`; default an MLP
+``d -> 32 -> 32 -> 16`` with swish after every layer, the last included, which is exactly
+LieConv's ``WeightNet``) and the K kernel channels are contracted with the features by one dense
+map ``W`` of shape (K C_in, C_out) (LieConv's "PointConv trick").
 
-**Sign.** LieConv's code forms ``pair[i, j] = log(exp(-a_j) exp(a_i)) = Log(g_j^{-1} g_i)`` (for
-T(3) that is :math:`x_i - x_j`). Here :math:`\xi_{ij} = \mathrm{Log}(g_i^{-1} g_j) =
--\mathrm{pair}[i, j]` (the same sign as ``edge_vec`` = :math:`x_j - x_i`); a LieConv kernel ``k``
-corresponds to ours as :math:`k_{ours}(\xi) = k_{LieConv}(-\xi)` (variants_spec §8.2, §12).
+Kernel input ``a_ij`` (``kernel_input``)
+---------------------------------------
+``"log"`` (default)
+    :math:`a_{ij} = \xi_{ij} = \mathrm{Log}(g_i^{-1} g_j)`, translation part first (the
+    library's convention; for pure translations :math:`\xi = (x_j - x_i, 0)`, the sign of
+    ``edge_vec``).
+``"lieconv_log"``
+    LieConv's own pair coordinates: its code forms ``pair[i, j] = log(exp(-a_j) exp(a_i)) =
+    Log(g_j^{-1} g_i)`` (for pure translations :math:`x_i - x_j`) and orders the algebra
+    rotation first: SE(2) :math:`(\theta, \rho_1, \rho_2)`, SE(3) :math:`(\omega, \rho)`. So
+    :math:`a^{LC}_{ij} = P\,\mathrm{Log}(g_j^{-1} g_i)`, with P the reordering; away from the cut
+    at angle :math:`\pi` this is :math:`P(-\xi_{ij})`, and a kernel trained in LieConv satisfies
+    :math:`k_{ours}(\xi) = k_{LieConv}(-P\xi)`. Both sign and order matter: with the identity
+    order the weights of the kernel's first layer would be applied to the wrong coordinates.
+``"given"``
+    :math:`a_{ij}` is the input ``pairs`` (E, kernel.in_dim), e.g. LieConv's lifted
+    ``abq_pairs[b, i, j]`` gathered per edge (with its orbit embeddings :math:`[q_i, q_j]`
+    appended when the group has them); ``g`` is then not used.
 
-**Symmetry.** :math:`(Tg_i)^{-1}(Tg_j) = g_i^{-1} g_j` for every :math:`T \in SE(D)`, so the output
-is exactly invariant under the left action on the poses (kind ``"pose"``); features are
-``"node_scalar"``. For point clouds (:class:`LiftedLieConv`) the poses come from a lift
-:math:`x \mapsto (R, x)` with stabiliser samples R; the output is exactly invariant when the samples
-are transformed with the input (:math:`R \mapsto QR`) and invariant only in distribution otherwise.
+Aggregation (``aggr``)
+----------------------
+``"mean"``: mean of the messages, then ``W``, ``b`` (isolated receivers give ``b``).
+``"sum"``: sum of the messages. ``"lieconv_mean"``: LieConv's ``mean=True``, which divides the
+*whole output, bias included*, by the number of neighbours:
+:math:`out_i = (\sum_j m_{ij} W + b) / \max(\deg_i, 1)`.
 
-**Singular points.** Log is principal (rotation angle in :math:`(-\pi, \pi]` / :math:`[0, \pi]`):
-:math:`\xi` jumps at relative rotation angle :math:`\pi`, so the layer is continuous there only if
-the kernel is invariant under the twin map (LieConv shares this). Near angle 0 nothing is singular
-(:mod:`geomp_ref.lie` evaluates the series branches). Stabiliser grids with an even number of
-equally spaced angles put within-fibre pairs exactly at :math:`\pi`: use odd counts or random
-offsets.
+Symmetry
+--------
+:math:`(Tg_i)^{-1}(Tg_j) = g_i^{-1} g_j` for every :math:`T \in SE(D)`, so the output is exactly
+invariant under the left action on the poses (kind ``"pose"``); features are ``"node_scalar"``;
+given pairs are ``"edge_scalar"``. For point clouds see
+:class:`geomp_ref.layers.lifted_lieconv.LiftedLieConv`.
 
-Backward (reverse line order; proof ``derivations/lieconv.py``):
-:math:`\bar m = \mathrm{AGG}^T(\bar{out}\, W^T)`, :math:`\bar k_{ij} = \bar m_{ij} f_j`,
-:math:`\bar f_j \mathrel{+}= \bar m_{ij}^T k_{ij}`, :math:`\bar\xi = \mathrm{MLP}_k^T(\bar k)`,
-and the pairwise-log VJP
-(:func:`geomp_ref.lie.se3.relative_log_vjp`): right-trivialised gradients
-:math:`J_r^{-1}(\xi)^T \bar\xi` at j and :math:`-J_l^{-1}(\xi)^T \bar\xi` at i, returned as tangent
-matrix gradients (their translation columns are :math:`\partial L/\partial x` with R held fixed).
+Singular points
+---------------
+Log is principal (rotation angle in :math:`(-\pi, \pi]` / :math:`[0, \pi]`): :math:`\xi` jumps at
+relative rotation angle :math:`\pi`, so the layer is continuous there only if the kernel is
+invariant under the twin map (LieConv shares this). Near angle 0 nothing is singular
+(:mod:`geomp_ref.lie` evaluates the series branches).
+
+Backward (reverse line order; proof ``derivations/lieconv.py``)
+-----------------------------------------------------------------
+:math:`\bar{pre} = \bar{out} / \max(\deg, 1)` (``lieconv_mean`` only),
+:math:`\bar m = \mathrm{AGG}^T(\bar{pre}\, W^T)`, :math:`\bar k_{ij} = \bar m_{ij} f_j`,
+:math:`\bar f_j \mathrel{+}= \bar m_{ij}^T k_{ij}`, :math:`\bar a = k^T(\bar k)` (the kernel
+spec's VJP), and the pairwise-log VJP (:func:`geomp_ref.lie.se3.relative_log_vjp`):
+right-trivialised gradients :math:`J_r^{-1}(\xi)^T \bar\xi` at j and
+:math:`-J_l^{-1}(\xi)^T \bar\xi` at i, returned as tangent matrix gradients (their translation
+columns are :math:`\partial L/\partial x` with R held fixed). ``"lieconv_log"`` applies the same
+VJP with the roles of i and j swapped after undoing the reordering.
 
 References
 ----------
@@ -50,183 +77,180 @@ Equivariance to Lie Groups on Arbitrary Continuous Data", ICML 2020 (code: mfinz
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
-from .._validate import as_float64, check_int
-from ..graph import Graph, make_graph
+from .._validate import (
+    as_rng,
+    check_cache,
+    check_choice,
+    check_graph,
+    check_int,
+    check_params,
+    edge_array,
+    grad_out,
+    node_array,
+)
+from ..graph import Graph
+from ..lie import _generic, se2, se3
 from ..ops import dense, scatter
-from .base import Block, check_backend, check_params
-from .mlp import MLP, MLPCache
+from .base import Block, check_backend, check_optional
+from .kernels import resolve_kernel
 
-__all__ = [
-    "LieConv",
-    "LieConvCache",
-    "LiftedLieConv",
-    "LiftedLieConvCache",
-    "lift",
-    "lift_graph",
-    "lift_vjp",
-    "so3_orbit_lift",
-    "stabiliser_rotations",
-    "stabiliser_rotations_vjp",
-    "stabiliser_samples",
-]
+__all__ = ["LieConv", "LieConvCache"]
 
-_GROUPS = {"SE2": (2, 3), "SE3": (3, 6)}  # name -> (D, algebra dimension)
+_GROUPS = {"SE2": (2, 3, se2), "SE3": (3, 6, se3)}  # name -> (D, algebra dimension, module)
 _POSE_TOL = 1e-9
-
-
-def _lie(group: str):
-    return importlib.import_module(f"geomp_ref.lie.{group.lower()}")
-
-
-def _check_group(group, owner):
-    if group not in _GROUPS:
-        raise ValueError(f"{owner}.group must be 'SE2' or 'SE3'; got {group!r}")
-
-
-def _check_poses(g, D: int, num: int, name: str = "g") -> np.ndarray:
-    g = as_float64(g, name, ndim=3)
-    if g.shape != (num, D + 1, D + 1):
-        raise ValueError(
-            f"{name} must have shape (num_nodes, {D + 1}, {D + 1}) = "
-            f"({num}, {D + 1}, {D + 1}) (homogeneous SE({D}) poses); got {g.shape}"
-        )
-    if num:
-        last = np.zeros(D + 1)
-        last[-1] = 1.0
-        R = g[:, :D, :D]
-        orth = np.abs(np.swapaxes(R, 1, 2) @ R - np.eye(D)).max()
-        if np.abs(g[:, D, :] - last).max() > _POSE_TOL or orth > _POSE_TOL:
-            raise ValueError(
-                f"{name} must hold SE({D}) matrices [[R, x], [0, 1]] with R orthogonal "
-                f"(max |R^T R - I| = {orth:.3g}); re-orthonormalize R"
-            )
-        if (np.linalg.det(R) < 0).any():
-            raise ValueError(f"{name} holds a reflection (det R = -1); poses must be in SE({D})")
-    return g
-
-
-# --- the layer on poses -----------------------------------------------------------------------
+#: LieConv's algebra order (rotation first) as indices into ours (translation first)
+_LIECONV_ORDER = {"SE2": np.array([2, 0, 1]), "SE3": np.array([3, 4, 5, 0, 1, 2])}
+_DEFAULT_KERNEL = {"kernel_hidden": (32, 32), "kernel_channels": 16, "activation": "silu",
+                   "activate_last": True}
 
 
 class LieConvCache(NamedTuple):
     graph: Graph
-    f: np.ndarray  # (N, C_in)
-    g: np.ndarray  # (N, D+1, D+1)
-    xi: np.ndarray  # (E, d) = Log(g_i^-1 g_j)
+    g: np.ndarray | None  # (N, D+1, D+1) poses; None for kernel_input="given"
+    a: np.ndarray  # (E, kernel.in_dim) kernel input
     k_ij: np.ndarray  # (E, K)
-    kernel: MLPCache
+    kernel: tuple  # the kernel spec's cache
     f_j: np.ndarray  # (E, C_in)
     agg: np.ndarray  # (N, K * C_in)
+    deg: np.ndarray | None  # (N,) max(in-degree, 1); only for aggr="lieconv_mean"
 
 
 @dataclass(frozen=True)
 class LieConv(Block):
-    r"""Lie group convolution, :math:`\mathrm{AGG}_j\, k(\mathrm{Log}(g_i^{-1}g_j)) \otimes f_j`
-    contracted by ``W``.
+    r"""Lie group convolution :math:`\mathrm{AGG}_j\, k(a_{ij}) \otimes f_j`, contracted by ``W``.
 
     Parameters
     ----------
-    group : str
-        ``"SE2"`` or ``"SE3"``.
+    group : {"SE2", "SE3"}
     in_channels, out_channels : int
-    kernel_hidden : tuple of int
-        Hidden widths of the kernel MLP (LieConv's WeightNet: 32, 32).
-    kernel_channels : int
-        K, the WeightNet's output width (LieConv: 16).
-    aggr : str
-        ``"mean"`` (LieConv; isolated receivers give ``b``) or ``"sum"``.
-    activation : str
+    kernel_hidden, kernel_channels, activation, activate_last : optional
+        Describe the default kernel ``MLPKernel(d, kernel_channels, kernel_hidden, activation,
+        activate_last)``; ``None`` takes LieConv's WeightNet values ((32, 32), 16, ``"silu"``,
+        ``True``). Leave them ``None`` when passing ``kernel``.
+    aggr : {"mean", "sum", "lieconv_mean"}
+        See the module docstring (``"lieconv_mean"`` also divides the bias).
     backend : str
+    kernel : kernel spec, optional
+        Any spec of :mod:`geomp_ref.layers.kernels` with ``in_dim = d`` (``pairs.shape[1]`` for
+        ``kernel_input="given"``); its ``out_dim`` is K.
+    kernel_input : {"log", "lieconv_log", "given"}
+        What the kernel sees (module docstring).
 
-    ``forward(params, graph, f, g)``: ``f`` (N, C_in), ``g`` (N, D+1, D+1) -> (N, C_out).
-    Params: ``{"kernel": MLP(d -> hidden -> K), "W": (K * C_in, C_out), "b": (C_out,)}``.
+    ``forward(params, graph, f, g=None, pairs=None)``: ``f`` (N, C_in); ``g`` (N, D+1, D+1) for
+    ``"log"``/``"lieconv_log"``; ``pairs`` (E, kernel.in_dim) for ``"given"`` -> (N, C_out).
+    ``backward -> (grads, (grad_f, grad_g, grad_pairs))`` (``None`` for the input not used).
+    Params: ``{"kernel": kernel params, "W": (K * C_in, C_out), "b": (C_out,)}``.
     """
 
     group: str
     in_channels: int
     out_channels: int
-    kernel_hidden: tuple = (32, 32)
-    kernel_channels: int = 16
+    kernel_hidden: tuple | None = None
+    kernel_channels: int | None = None
     aggr: str = "mean"
-    activation: str = "silu"
+    activation: str | None = None
     backend: str = "numpy"
+    kernel: object = None
+    activate_last: bool | None = None
+    kernel_input: str = "log"
 
     def __post_init__(self):
-        _check_group(self.group, type(self).__name__)
-        for name in ("in_channels", "out_channels", "kernel_channels"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{type(self).__name__}.{name} must be an int >= 1; got {v!r}")
-        object.__setattr__(self, "kernel_hidden", tuple(int(h) for h in self.kernel_hidden))
-        if self.aggr not in ("mean", "sum"):
-            raise ValueError(
-                f"{type(self).__name__}.aggr must be 'mean' or 'sum'; got {self.aggr!r}"
-            )
-        check_backend(self.backend, type(self).__name__)
+        check_choice(self.group, "LieConv.group", tuple(_GROUPS))
+        check_int(self.in_channels, "LieConv.in_channels", minimum=1)
+        check_int(self.out_channels, "LieConv.out_channels", minimum=1)
+        check_choice(self.aggr, "LieConv.aggr", ("mean", "sum", "lieconv_mean"))
+        check_backend(self.backend, "LieConv")
+        check_choice(self.kernel_input, "LieConv.kernel_input", ("log", "lieconv_log", "given"))
+        options = {k: getattr(self, k) for k in _DEFAULT_KERNEL}
+        spec = resolve_kernel(
+            "LieConv", self.kernel, options, _DEFAULT_KERNEL,
+            in_dim=None if self.kernel_input == "given" else self.algebra_dim,
+            default_in_dim=self.algebra_dim,
+        )
+        object.__setattr__(self, "kernel", spec)
+        if self.kernel_hidden is not None:
+            object.__setattr__(self, "kernel_hidden", tuple(self.kernel_hidden))
 
     @property
     def dim(self) -> int:
+        """D, the dimension of the space the poses act on."""
         return _GROUPS[self.group][0]
 
     @property
-    def kernel_net(self) -> MLP:
-        d = _GROUPS[self.group][1]
-        return MLP((d, *self.kernel_hidden, self.kernel_channels), self.activation)
+    def algebra_dim(self) -> int:
+        """d, the dimension of the Lie algebra (3 for SE(2), 6 for SE(3))."""
+        return _GROUPS[self.group][1]
 
-    def _shapes(self):
+    def param_shapes(self) -> dict:
+        K = self.kernel.out_dim
         return {
-            "W": (self.kernel_channels * self.in_channels, self.out_channels),
+            "kernel": self.kernel.param_shapes(),
+            "W": (K * self.in_channels, self.out_channels),
             "b": (self.out_channels,),
         }
 
-    def init(self, rng: np.random.Generator) -> dict:
-        fan = self.kernel_channels * self.in_channels
-        k = 1.0 / np.sqrt(fan)
+    def init(self, rng) -> dict:
+        rng = as_rng(rng, "rng")
+        fan = self.kernel.out_dim * self.in_channels
+        bound = 1.0 / np.sqrt(fan)
         return {
-            "kernel": self.kernel_net.init(rng),
-            "W": rng.uniform(-k, k, size=(fan, self.out_channels)),
-            "b": rng.uniform(-k, k, size=(self.out_channels,)),
+            "kernel": self.kernel.init(rng),
+            "W": rng.uniform(-bound, bound, size=(fan, self.out_channels)),
+            "b": rng.uniform(-bound, bound, size=(self.out_channels,)),
         }
 
-    def forward(self, params, graph, f, g):
-        check_params(params, self._shapes(), type(self).__name__)
-        if not isinstance(graph, Graph):
-            raise TypeError(
-                f"graph must be a Graph built by geomp_ref.make_graph; got {type(graph).__name__}"
-            )
-        N, E = graph.num_nodes, graph.num_edges
-        f = as_float64(f, "f", ndim=2)
-        if f.shape != (N, self.in_channels):
-            raise ValueError(
-                f"f must have shape (num_nodes, in_channels) = ({N}, "
-                f"{self.in_channels}); got {f.shape}"
-            )
-        g = _check_poses(g, self.dim, N)
-        d = _GROUPS[self.group][1]
-        if E:
-            xi = _lie(self.group).relative_log(g[graph.dst], g[graph.src])
-        else:
-            xi = np.zeros((0, d))
-        k_ij, kernel_cache = self.kernel_net.forward(params["kernel"], xi)
+    def _kernel_input(self, graph, g, pairs):
+        """``(a, g)``: the kernel input per edge and the validated poses (None when unused)."""
+        given = self.kernel_input == "given"
+        check_optional(pairs, "pairs", given, "kernel_input='given'", "LieConv")
+        check_optional(g, "g", not given, "kernel_input='log' or 'lieconv_log'", "LieConv")
+        if given:
+            return edge_array(pairs, "pairs", graph, self.kernel.in_dim), None
+        D, d, mod = _GROUPS[self.group]
+        g = node_array(g, "g", graph, (D + 1, D + 1))
+        _generic.check_element(g, "g", D, True, _POSE_TOL)
+        E = graph.num_edges
+        if E == 0:
+            return np.zeros((0, d)), g
+        if self.kernel_input == "log":
+            return mod.relative_log(g[graph.dst], g[graph.src]), g
+        # LieConv: Log(g_j^-1 g_i), rotation first
+        return mod.relative_log(g[graph.src], g[graph.dst])[:, _LIECONV_ORDER[self.group]], g
+
+    def forward(self, params, graph, f, g=None, pairs=None):
+        check_params(params, self.param_shapes(), "LieConv", exact=True)
+        check_graph(graph)
+        f = node_array(f, "f", graph, self.in_channels)
+        a, g = self._kernel_input(graph, g, pairs)
+        E, C, K = graph.num_edges, self.in_channels, self.kernel.out_dim
+        k_ij, kernel_cache = self.kernel.forward(params["kernel"], a)
         f_j = f[graph.src]
-        m_ij = (k_ij[:, :, None] * f_j[:, None, :]).reshape(E, self.kernel_channels * f.shape[1])
+        m_ij = (k_ij[:, :, None] * f_j[:, None, :]).reshape(E, K * C)
         agg_fn = scatter.aggregate_mean if self.aggr == "mean" else scatter.aggregate
         agg = agg_fn(graph, m_ij, backend=self.backend)
         out = dense.linear(agg, params["W"], params["b"])
-        return out, LieConvCache(graph, f, g, xi, k_ij, kernel_cache, f_j, agg)
+        deg = None
+        if self.aggr == "lieconv_mean":
+            deg = np.maximum(graph.in_degree(), 1).astype(np.float64)
+            out = out / deg[:, None]
+        return out, LieConvCache(graph, g, a, k_ij, kernel_cache, f_j, agg, deg)
 
-    def backward(self, params, cache: LieConvCache, grad_out):
-        graph, _f, g, _xi, k_ij, kc, f_j, agg = cache
+    def backward(self, params, cache, grad_out_):
+        check_cache(cache, LieConvCache, "LieConv")
+        graph, g, _a, k_ij, kc, f_j, agg, deg = cache
         N, E = graph.num_nodes, graph.num_edges
-        C, K = self.in_channels, self.kernel_channels
+        C, K = self.in_channels, self.kernel.out_dim
+        grad = grad_out(grad_out_, (N, self.out_channels), "LieConv")
+        # reverses out = out / deg (lieconv_mean: the bias is divided too)
+        if deg is not None:
+            grad = grad / deg[:, None]
         # reverses out = agg W + b
-        grad_agg, grad_W, grad_b = dense.linear_vjp(agg, params["W"], params["b"], grad_out)
+        grad_agg, grad_W, grad_b = dense.linear_vjp(agg, params["W"], params["b"], grad)
         # reverses agg = AGG_{j -> i} m_ij
         vjp = scatter.aggregate_mean_vjp if self.aggr == "mean" else scatter.aggregate_vjp
         grad_m = vjp(graph, None, grad_agg, backend=self.backend).reshape(E, K, C)
@@ -234,211 +258,21 @@ class LieConv(Block):
         grad_k = np.einsum("ekc,ec->ek", grad_m, f_j)
         grad_fj = np.einsum("ekc,ek->ec", grad_m, k_ij)
         grad_f = scatter.scatter_sum(grad_fj, graph.src, N, backend=self.backend)
-        # reverses k_ij = MLP_k(xi)
-        grad_kernel, (grad_xi,) = self.kernel_net.backward(params["kernel"], kc, grad_k)
-        # reverses xi = Log(g_i^-1 g_j) (tangent matrix gradients, summed at receivers/senders)
+        # reverses k_ij = kernel(a)
+        grad_kernel, (grad_a,) = self.kernel.backward(params["kernel"], kc, grad_k)
+        grads = {"kernel": grad_kernel, "W": grad_W, "b": grad_b}
+        # reverses a = pairs / a = Log(...) (tangent matrix gradients at receivers and senders)
+        if self.kernel_input == "given":
+            return grads, (grad_f, None, grad_a)
         grad_g = np.zeros_like(g)
         if E:
-            gi, gj = _lie(self.group).relative_log_vjp(g[graph.dst], g[graph.src], grad_xi)
+            mod = _GROUPS[self.group][2]
+            if self.kernel_input == "log":
+                gi, gj = mod.relative_log_vjp(g[graph.dst], g[graph.src], grad_a)
+            else:  # a = Log(g_j^-1 g_i)[order]: undo the reordering, swap the roles
+                grad_xi = np.empty_like(grad_a)
+                grad_xi[:, _LIECONV_ORDER[self.group]] = grad_a
+                gj, gi = mod.relative_log_vjp(g[graph.src], g[graph.dst], grad_xi)
             np.add.at(grad_g, graph.dst, gi)
             np.add.at(grad_g, graph.src, gj)
-        return {"kernel": grad_kernel, "W": grad_W, "b": grad_b}, (grad_f, grad_g)
-
-
-# --- lifting points to poses ------------------------------------------------------------------
-
-
-def stabiliser_samples(
-    rng: np.random.Generator, group: str, num_points: int, num_samples: int
-) -> np.ndarray:
-    r"""Stabiliser samples as tangents, drawn from ``rng`` (no hidden randomness).
-
-    SE2: angles (N, S): LieConv's ``linspace(-pi, pi, S+1)[1:]`` plus one uniform offset per point.
-    SE3: rotation vectors (N, S, 3) of Haar-uniform rotations (:func:`geomp_ref.lie.so3.random`).
-    Turn them into rotations with :func:`stabiliser_rotations`.
-    """
-    _check_group(group, "stabiliser_samples")
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy.random.Generator; got {type(rng).__name__}")
-    n = check_int(num_points, "num_points")
-    s = check_int(num_samples, "num_samples", minimum=1)
-    if group == "SE2":
-        base = np.linspace(-np.pi, np.pi, s + 1)[1:]
-        return base[None, :] + rng.uniform(0.0, 2.0 * np.pi, size=(n, 1))
-    so3 = importlib.import_module("geomp_ref.lie.so3")
-    R = so3.random(rng, n * s) if n * s else np.zeros((0, 3, 3))
-    return (so3.log(R) if n * s else np.zeros((0, 3))).reshape(n, s, 3)
-
-
-def stabiliser_rotations(group: str, stab) -> np.ndarray:
-    """``Exp`` of stabiliser tangents: (N, S) angles -> (N, S, 2, 2); (N, S, 3) -> (N, S, 3, 3)."""
-    _check_group(group, "stabiliser_rotations")
-    if group == "SE2":
-        stab = as_float64(stab, "stab", ndim=2)
-        return importlib.import_module("geomp_ref.lie.so2").exp(stab)
-    stab = as_float64(stab, "stab", ndim=3)
-    if stab.shape[-1] != 3:
-        raise ValueError(f"stab must have shape (N, S, 3) (rotation vectors); got {stab.shape}")
-    return importlib.import_module("geomp_ref.lie.so3").exp(stab)
-
-
-def stabiliser_rotations_vjp(group: str, stab, grad_R) -> np.ndarray:
-    """VJP of :func:`stabiliser_rotations` (tangent gradient of ``Exp``)."""
-    mod = "so2" if group == "SE2" else "so3"
-    return importlib.import_module(f"geomp_ref.lie.{mod}").exp_vjp(stab, grad_R)
-
-
-def lift(pos, rotations) -> np.ndarray:
-    r"""Poses :math:`g_{n,s} = (R_{n,s}, x_n)`, shape (N * S, D+1, D+1), node-major (row n*S + s).
-
-    ``pos`` (N, D); ``rotations`` (N, S, D, D) (the stabiliser samples of each point).
-    """
-    pos = as_float64(pos, "pos", ndim=2)
-    R = as_float64(rotations, "rotations", ndim=4)
-    N, D = pos.shape
-    if R.shape[0] != N or R.shape[2:] != (D, D):
-        raise ValueError(f"rotations must have shape (N, S, {D}, {D}) with N = {N}; got {R.shape}")
-    S = R.shape[1]
-    g = np.zeros((N, S, D + 1, D + 1))
-    g[:, :, :D, :D] = R
-    g[:, :, :D, D] = pos[:, None, :]
-    g[:, :, D, D] = 1.0
-    return g.reshape(N * S, D + 1, D + 1)
-
-
-def lift_vjp(pos, rotations, grad_g):
-    """VJP of :func:`lift`: ``(grad_pos, grad_rotations)`` (translation columns summed over samples;
-    the rotation blocks of ``grad_g``)."""
-    N, D = np.shape(pos)
-    S = np.shape(rotations)[1]
-    G = np.asarray(grad_g, dtype=np.float64).reshape(N, S, D + 1, D + 1)
-    return G[:, :, :D, D].sum(axis=1), G[:, :, :D, :D].copy()
-
-
-def lift_graph(graph: Graph, num_samples: int, *, fibre_edges: bool = True) -> Graph:
-    """The graph on lifted nodes (node ``n*S + s``): every edge j -> i becomes all S x S edges
-    between the lifts of j and of i; ``fibre_edges`` adds all S x S edges among the lifts of each
-    point (self-loops included: LieConv's neighbourhood always contains the query and the other
-    lifts of the same point)."""
-    if not isinstance(graph, Graph):
-        raise TypeError(
-            f"graph must be a Graph built by geomp_ref.make_graph; got {type(graph).__name__}"
-        )
-    S = check_int(num_samples, "num_samples", minimum=1)
-    s_src = np.tile(np.arange(S), S)  # s' (sender sample), fast axis
-    s_dst = np.repeat(np.arange(S), S)  # s (receiver sample)
-    src = (graph.src[:, None] * S + s_src[None, :]).ravel()
-    dst = (graph.dst[:, None] * S + s_dst[None, :]).ravel()
-    if fibre_edges:
-        n = np.arange(graph.num_nodes)
-        src = np.concatenate([src, (n[:, None] * S + s_src[None, :]).ravel()])
-        dst = np.concatenate([dst, (n[:, None] * S + s_dst[None, :]).ravel()])
-    ei = np.stack([src, dst]).astype(np.int64).reshape(2, -1)
-    return make_graph(ei, graph.num_nodes * S, np.repeat(graph.batch, S), graph.num_graphs)
-
-
-def so3_orbit_lift(pos):
-    r"""LieConv's SO(3) lift of points in :math:`\mathbb{R}^3 \setminus \{0\}`: a rotation
-    :math:`R_p` with :math:`R_p e_x = \hat p` and the orbit label :math:`q = |p|`.
-
-    LieConv builds :math:`R_p = \mathrm{Exp}(\hat e_x \times \hat p \cdot \angle / \sin\angle)`,
-    which degenerates at :math:`\hat p = -e_x` (it returns the identity, the wrong orbit point).
-    Here :math:`R_p` is the minimal rotation :math:`e_x \to \hat p` when :math:`\hat p_x \ge 0` and
-    :math:`M_{-e_x \to \hat p}\, \mathrm{diag}(-1, -1, 1)` (a half turn about :math:`e_z`, then the
-    minimal rotation from :math:`-e_x`) otherwise, so every direction, :math:`-e_x` included, gets a
-    smooth-in-a-neighbourhood lift with :math:`R_p e_x = \hat p` exactly up to rounding
-    (:math:`R_{-e_x} = \mathrm{diag}(-1, -1, 1)`). Multiply on the right by rotations about
-    :math:`e_x` (the stabiliser of :math:`e_x`) for the other lifts.
-
-    Returns ``(R, q)``: (N, 3, 3) and (N,). Raises ``ValueError`` naming ``pos`` for a point at
-    the origin (its orbit is a single point; no direction).
-    """
-    pos = as_float64(pos, "pos", ndim=2)
-    if pos.shape[1] != 3:
-        raise ValueError(f"pos must have shape (N, 3); got {pos.shape}")
-    q = np.linalg.norm(pos, axis=1)
-    if (q == 0).any():
-        raise ValueError(
-            f"pos holds a point at the origin (row {int(np.argmin(q))}): its SO(3) "
-            "orbit has no direction to lift; move it or drop it"
-        )
-    p = pos / q[:, None]
-    flip = p[:, 0] < 0
-    a = np.where(flip[:, None], -1.0, 1.0) * np.array([1.0, 0.0, 0.0])  # start: +e_x or -e_x
-    v = np.cross(a, p)
-    c = np.einsum("nd,nd->n", a, p)  # >= 0 by the choice of a, so 1 + c >= 1
-    K = np.zeros((len(p), 3, 3))
-    K[:, 0, 1], K[:, 0, 2], K[:, 1, 2] = -v[:, 2], v[:, 1], -v[:, 0]
-    K = K - np.swapaxes(K, 1, 2)
-    M = np.eye(3) + K + (K @ K) / (1.0 + c)[:, None, None]  # Rodrigues for a -> p
-    R = np.where(flip[:, None, None], M @ np.diag([-1.0, -1.0, 1.0]), M)
-    return R, q
-
-
-# --- the point-cloud layer: lift, convolve, pool ----------------------------------------------
-
-
-class LiftedLieConvCache(NamedTuple):
-    graph: Graph  # the lifted graph
-    pos: np.ndarray
-    stab: np.ndarray
-    rotations: np.ndarray  # (N, S, D, D)
-    conv: LieConvCache
-    num_samples: int
-
-
-@dataclass(frozen=True)
-class LiftedLieConv(LieConv):
-    r"""LieConv on a point cloud: lift, convolve on the lifted graph, average over the samples.
-
-    .. math::
-
-        g_{n,s} = (\mathrm{Exp}(\sigma_{n,s}), x_n), \qquad
-        out_n = \frac1S \sum_s \mathrm{LieConv}(f_{\text{lift}}, g)_{n,s},
-
-    with stabiliser tangents :math:`\sigma` (from :func:`stabiliser_samples`; an explicit input, so
-    nothing is random inside). ``forward(params, graph, f, pos, stab)``: ``f`` (N, C_in), ``pos``
-    (N, D), ``stab`` (N, S) angles (SE2) or (N, S, 3) rotation vectors (SE3) -> (N, C_out).
-    Exactly invariant under :math:`x \mapsto Qx + t` when :math:`\mathrm{Exp}(\sigma) \mapsto Q
-    \mathrm{Exp}(\sigma)` (kind ``"stabiliser:SE2"`` / ``"stabiliser:SE3"``). Params as
-    :class:`LieConv`. ``grad_inputs = (grad_f, grad_pos, grad_stab)``.
-    """
-
-    fibre_edges: bool = True
-
-    def forward(self, params, graph, f, pos, stab):
-        if not isinstance(graph, Graph):
-            raise TypeError(
-                f"graph must be a Graph built by geomp_ref.make_graph; got {type(graph).__name__}"
-            )
-        N, D = graph.num_nodes, self.dim
-        pos = as_float64(pos, "pos", ndim=2)
-        if pos.shape != (N, D):
-            raise ValueError(f"pos must have shape (num_nodes, {D}) = ({N}, {D}); got {pos.shape}")
-        stab = as_float64(stab, "stab", ndim=2 if self.group == "SE2" else 3)
-        if stab.shape[0] != N or stab.shape[1] < 1:
-            raise ValueError(
-                f"stab must have shape ({N}, S{'' if D == 2 else ', 3'}) with S >= 1 "
-                f"(stabiliser samples per point); got {stab.shape}"
-            )
-        f = as_float64(f, "f", ndim=2)
-        S = stab.shape[1]
-        rotations = stabiliser_rotations(self.group, stab)
-        g = lift(pos, rotations)
-        lgraph = lift_graph(graph, S, fibre_edges=self.fibre_edges)
-        out_l, conv_cache = LieConv.forward(self, params, lgraph, np.repeat(f, S, axis=0), g)
-        out = out_l.reshape(N, S, self.out_channels).mean(axis=1)
-        return out, LiftedLieConvCache(lgraph, pos, stab, rotations, conv_cache, S)
-
-    def backward(self, params, cache: LiftedLieConvCache, grad_out):
-        _lgraph, pos, stab, rotations, conv_cache, S = cache
-        N = pos.shape[0]
-        # reverses out = mean over samples
-        grad_l = np.repeat(np.asarray(grad_out, dtype=np.float64) / S, S, axis=0)
-        # reverses out_l = LieConv(f repeated, g)
-        grads, (grad_fl, grad_g) = LieConv.backward(self, params, conv_cache, grad_l)
-        grad_f = grad_fl.reshape(N, S, self.in_channels).sum(axis=1)
-        # reverses g = lift(pos, rotations) and rotations = Exp(stab)
-        grad_pos, grad_R = lift_vjp(pos, rotations, grad_g)
-        grad_stab = stabiliser_rotations_vjp(self.group, stab, grad_R)
-        return grads, (grad_f, grad_pos, grad_stab)
+        return grads, (grad_f, grad_g, None)

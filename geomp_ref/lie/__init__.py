@@ -28,13 +28,19 @@ Conventions (one place; every module follows them)
 * **Validation**: every function taking elements checks orthogonality (``max |RᵀR − I| <= tol``,
   keyword ``tol``, default ``1e-9``), ``det R = +1`` and, for SE, the last row ``[0, …, 0, 1]``;
   NaN/inf are rejected; errors name the argument.
-* **Accuracy** (float64 vs 50-digit mpmath, error measures of lie_spec §6;
+* **Accuracy** (float64 vs 50-digit mpmath; tangents by relative error per block, elements by
+  rotation max-entry and relative translation error, Jacobians by relative Frobenius error;
   ``python3 benchmarks/lie_accuracy.py``): on the principal range ``|θ| ≤ π`` Exp, Log, the
   tangent round trip and all Jacobians are within 1e-15 (relative per block / relative Frobenius;
   group round trip within 2e-15), and Exp stays within 1e-15 up to ``|θ| = 10``. Beyond π the
   rounding of ``θ = |ω|`` (≤ ~2 ulp(θ)) bounds the Jacobians (measured ≤ 1.7e-15 up to 10).
   Documented limit: near ``|ω| = 2πk`` (k ≥ 1) ``Log(Exp ω)`` loses
   ``~4 ulp(|ω|)/dist(|ω|, 2πk)`` relative, because ``|ω|`` itself is rounded; not worked around.
+* **Any finite input** (hostile-input contract): Exp and the Jacobians accept every finite
+  tangent (huge angles through exact unit-axis rewrites, norms rescaled before they overflow;
+  accuracy vs mpmath for axis-aligned angles up to 1.7e308 in ``tests/lie/test_lie_hostile.py``);
+  ``Jr⁻¹``/``Jl⁻¹`` refuse angles within rounding of ``2πk`` (k ≠ 0), where they do not exist; a
+  result that would overflow float64 is refused; ``random`` takes a Generator or an int seed.
 
 Modules: :mod:`.so2`, :mod:`.se2`, :mod:`.so3`, :mod:`.se3` (identical function sets),
 :mod:`.grids` (rotation and sphere grids). Importing this package imports neither sympy nor numba.

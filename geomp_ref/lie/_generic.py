@@ -25,16 +25,87 @@ and the VJPs that go through a Jacobian (Solà et al. 2018, eqs. (41)-(44), (79)
   its translation column is exactly ``∂L/∂t`` with ``R`` held fixed. Autograd through another Log
   formula differs only by a normal component: compare tangent projections ``hatᵀ(gᵀ G)``.
 * ``relative_log_vjp``: ``∂ξ/∂δ_j = Jr⁻¹(ξ)``, ``∂ξ/∂δ_i = −Jl⁻¹(ξ)`` for right perturbations of
-  each factor, lifted to matrices as above (lie_spec §3, "Derivative of Log ...").
+  each factor, lifted to matrices as above: to first order
+  ``(g_i Exp(δ_i))⁻¹ g_j Exp(δ_j) = Exp(−δ_i) Exp(ξ) Exp(δ_j)``, and moving ``Exp(−δ_i)`` to the
+  right side of ``Exp(ξ)`` turns it into ``Exp(−Ad_{Exp(−ξ)} δ_i)``, whence
+  ``−Jr⁻¹(ξ) Ad_{Exp(−ξ)} = −Jl⁻¹(ξ)``.
 
 The proofs are in ``derivations/so3.py``, ``derivations/se3.py`` and ``derivations/so2_se2.py``.
+
+Hostile input. Every public function validates its arguments here (named errors for NaN/inf,
+wrong shapes, batch shapes that do not broadcast, non-group matrices) and is wrapped by
+:func:`guarded`, which refuses a result that overflowed float64 (an entry beyond ~1.8e308, e.g.
+translations near the float64 limit) with an error instead of returning inf or NaN.
 """
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from .._validate import as_float64
+from .._validate import as_float64, as_rng, check_alloc, check_int
+
+#: machine epsilon; angles within ``_SINGULAR_ULPS`` ulps (relative) of 2πk count as singular
+_EPS = np.finfo(np.float64).eps
+_SINGULAR_ULPS = 8.0
+
+
+def guarded(fn):
+    """Decorator: run ``fn`` with overflow warnings silenced and refuse a non-finite result.
+
+    The group formulas never produce NaN or inf from finite input except by overflowing float64
+    (entries beyond ~1.8e308); that is reported as a ``ValueError`` naming the function.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            out = fn(*args, **kwargs)
+        for arr in out if isinstance(out, tuple) else (out,):
+            if not np.all(np.isfinite(arr)):
+                where = fn.__module__.rsplit(".", 1)[-1]
+                raise ValueError(
+                    f"{where}.{fn.__name__}: the result overflows float64 (an entry beyond "
+                    "1.8e308) for these inputs; scale the translations or cotangents down"
+                )
+        return out
+
+    return wrapper
+
+
+def check_invertible(theta, name: str) -> None:
+    """Refuse rotation angles at which ``Jr``/``Jl`` are singular: ``|θ| = 2πk``, ``k != 0``.
+
+    ``Jr⁻¹`` grows like ``1/|θ − 2πk|``; where ``|θ − 2πk|`` is within ``8 ulp(θ)`` the value is
+    set by how the caller rounded the angle (``2*np.pi`` itself is 2.4e-16 short of 2π), so there
+    is no answer to give. Angles beyond ~1.1e15 are all within that distance of some ``2πk``.
+    The distance is measured through ``|sin(θ/2)|``, which NumPy evaluates with an exact
+    argument reduction for any finite ``θ``.
+    """
+    theta = np.abs(np.asarray(theta, dtype=np.float64))
+    h = 0.5 * theta
+    bad = (theta > np.pi) & (np.abs(np.sin(h)) <= _SINGULAR_ULPS * _EPS * h)
+    if np.any(bad):
+        t = float(theta[bad].flat[0])
+        k = round(t / (2.0 * np.pi))
+        raise ValueError(
+            f"{name} has rotation angle {t:.17g}, within float64 rounding of 2*pi*k (k = {k:g}), "
+            "where the Jacobian is singular: its inverse does not exist there (it grows like "
+            "1/|angle - 2*pi*k|); reduce the angle to (-pi, pi] first if a principal log is meant"
+        )
+
+
+def check_broadcast(*named) -> tuple:
+    """The broadcast batch shape of ``(name, batch_shape)`` pairs, or an error naming them."""
+    try:
+        return np.broadcast_shapes(*(shape for _, shape in named))
+    except ValueError:
+        desc = ", ".join(f"{n} {tuple(s)}" for n, s in named)
+        raise ValueError(
+            f"the batch shapes (leading axes) of {desc} do not broadcast; give them equal "
+            "leading shapes or size-1 axes"
+        ) from None
 
 # ----------------------------------------------------------------------------------------------
 # validation
@@ -111,7 +182,7 @@ def sum_to_shape(x: np.ndarray, shape: tuple) -> np.ndarray:
 
 
 def check_rng(rng, n):
-    """``rng`` must be a ``np.random.Generator`` and ``n`` an int >= 0."""
+    """``rng`` must be a ``np.random.Generator`` and ``n`` an int >= 0 (used by ``grids``)."""
     if not isinstance(rng, np.random.Generator):
         raise TypeError(
             f"rng must be a numpy.random.Generator (np.random.default_rng(seed)); "
@@ -124,48 +195,76 @@ def check_rng(rng, n):
     return int(n)
 
 
+def rng_and_count(rng, n, item_shape=()):
+    """``(Generator, n)``: ``rng`` a Generator or an int seed (``default_rng(seed)``); ``n`` an
+    int >= 0 whose ``(n, *item_shape)`` output (and the draws behind it) fit in memory."""
+    rng = as_rng(rng, "rng")
+    n = check_int(n, "n")
+    check_alloc((n, 4) + tuple(item_shape), "n")
+    return rng, n
+
+
 # ----------------------------------------------------------------------------------------------
 # deduced API (``G`` is a group module)
+
+
+def _batch(G, x, tangent: bool):
+    """Leading (batch) shape of an element or a tangent of ``G``."""
+    if tangent:
+        return x.shape if G.DOF == 1 else x.shape[:-1]
+    return x.shape[:-2]
+
+
+def check_pair(G, a, name_a, b, name_b, tol):
+    """Two elements, validated, whose batch shapes broadcast."""
+    a = G._check_element(a, name_a, tol)
+    b = G._check_element(b, name_b, tol)
+    check_broadcast((name_a, _batch(G, a, False)), (name_b, _batch(G, b, False)))
+    return a, b
 
 
 def rplus(G, g, tau, tol):
     """``g ⊕ τ = g Exp(τ)``."""
     g = G._check_element(g, "g", tol)
-    return G._compose(g, G._exp(G._check_tangent(tau, "tau")))
+    tau = G._check_tangent(tau, "tau")
+    check_broadcast(("g", _batch(G, g, False)), ("tau", _batch(G, tau, True)))
+    return G._compose(g, G._exp(tau))
 
 
 def rminus(G, y, x, tol):
     """``y ⊖ x = Log(x⁻¹ y)``."""
-    y = G._check_element(y, "y", tol)
-    x = G._check_element(x, "x", tol)
+    y, x = check_pair(G, y, "y", x, "x", tol)
     return G._log(G._compose(G._inverse(x), y))
 
 
 def between(G, a, b, tol):
     """``a⁻¹ b``."""
-    a = G._check_element(a, "a", tol)
-    b = G._check_element(b, "b", tol)
+    a, b = check_pair(G, a, "a", b, "b", tol)
     return G._compose(G._inverse(a), b)
 
 
 def relative_log(G, g_i, g_j, tol):
     """``ξ_ij = Log(g_i⁻¹ g_j)`` (receiver ``i``, sender ``j``)."""
-    g_i = G._check_element(g_i, "g_i", tol)
-    g_j = G._check_element(g_j, "g_j", tol)
+    g_i, g_j = check_pair(G, g_i, "g_i", g_j, "g_j", tol)
     return G._log(G._compose(G._inverse(g_i), g_j))
 
 
 def _lift(G, g, w):
-    """Tangent matrix gradient at ``g`` whose right-trivialised pairing is ``w``: ``g hat(M⁻¹w)``."""
+    """Tangent matrix gradient at ``g`` whose right-trivialised pairing is ``w``:
+    ``g hat(M⁻¹w)``."""
     return g @ G._hat(G._metric_solve(w))
 
 
 def relative_log_vjp(G, g_i, g_j, grad_tau, tol):
     """VJP of :func:`relative_log`: ``(G_i, G_j)`` tangent matrix gradients."""
-    g_i = G._check_element(g_i, "g_i", tol)
-    g_j = G._check_element(g_j, "g_j", tol)
+    g_i, g_j = check_pair(G, g_i, "g_i", g_j, "g_j", tol)
     xi = G._log(G._compose(G._inverse(g_i), g_j))
     grad_tau = G._check_tangent(grad_tau, "grad_tau")
+    if grad_tau.shape != xi.shape:
+        raise ValueError(
+            f"grad_tau must have the shape of relative_log(g_i, g_j), {xi.shape}; "
+            f"got {grad_tau.shape}"
+        )
     # ∂ξ/∂δ_j = Jr⁻¹(ξ), ∂ξ/∂δ_i = −Jl⁻¹(ξ)   (derivations/so3.py, se3.py, so2_se2.py)
     w_j = G._tmatvec(G._jr_inv(xi), grad_tau)
     w_i = -G._tmatvec(G._jl_inv(xi), grad_tau)
@@ -201,12 +300,13 @@ def log_vjp(G, g, grad_tau, tol):
 
 def compose_vjp(G, a, b, grad_c, tol):
     """``c = a b``: ``(G bᵀ, aᵀ G)`` reduced to the shapes of ``a`` and ``b`` (ambient, exact)."""
-    a = G._check_element(a, "a", tol)
-    b = G._check_element(b, "b", tol)
+    a, b = check_pair(G, a, "a", b, "b", tol)
     grad_c = as_float64(grad_c, "grad_c")
     c_shape = np.broadcast_shapes(a.shape, b.shape)
     if grad_c.shape != c_shape:
-        raise ValueError(f"grad_c must have the shape of compose(a, b), {c_shape}; got {grad_c.shape}")
+        raise ValueError(
+            f"grad_c must have the shape of compose(a, b), {c_shape}; got {grad_c.shape}"
+        )
     grad_a = grad_c @ np.swapaxes(b, -1, -2)
     grad_b = np.swapaxes(a, -1, -2) @ grad_c
     return sum_to_shape(grad_a, a.shape), sum_to_shape(grad_b, b.shape)
@@ -233,17 +333,19 @@ def act(G, g, x, tol):
     """``y = R x`` (SO) or ``y = R x + t`` (SE), broadcasting over leading axes."""
     g = G._check_element(g, "g", tol)
     x = _check_points(G, x)
+    check_broadcast(("g", g.shape[:-2]), ("x", x.shape[:-1]))
     n = G._DIM
     y = np.einsum("...ij,...j->...i", g[..., :n, :n], x)
     return y + g[..., :n, n] if G._HOMOGENEOUS else y
 
 
 def act_vjp(G, g, x, grad_y, tol):
-    """``(grad_g, grad_x)``: ``grad_R = γ xᵀ``, ``grad_t = γ``, ``grad_x = Rᵀ γ`` (ambient, exact)."""
+    """``(grad_g, grad_x)``: ``grad_R = γ xᵀ``, ``grad_t = γ``, ``grad_x = Rᵀ γ`` (ambient,
+    exact)."""
     g = G._check_element(g, "g", tol)
     x = _check_points(G, x)
     n = G._DIM
-    y_shape = np.broadcast_shapes(g.shape[:-2], x.shape[:-1]) + (n,)
+    y_shape = check_broadcast(("g", g.shape[:-2]), ("x", x.shape[:-1])) + (n,)
     grad_y = as_float64(grad_y, "grad_y")
     if grad_y.shape != y_shape:
         raise ValueError(f"grad_y must have the shape of act(g, x), {y_shape}; got {grad_y.shape}")

@@ -1,7 +1,7 @@
 r"""Small-angle-safe scalar coefficients shared by the four Lie groups.
 
 Every closed form in SO(2), SE(2), SO(3) and SE(3) reduces to a few even functions of the
-rotation angle :math:`\theta` (lie_spec §1):
+rotation angle :math:`\theta`:
 
 .. math::
 
@@ -28,6 +28,9 @@ Their limits at 0 are 1, 1/2, 1/6, 1/12, 1/24, 1/120 and 1. How each is evaluate
   closed form uses the half-angle cotangent, which stays accurate at π (``D(π) = 1/π²``); the
   equivalent ``1/θ² − (1 + cos θ)/(2θ sin θ)`` loses ``eps/(π − θ)`` there.
 * ``H``: ``h cos h / sin h`` is accurate for all ``0 < |h| ≤ π/2``; the series guards ``h = 0``.
+* Huge angles: beyond ``|θ| = 1e30`` the closed forms of ``C, D, E, F`` divide by ``θ`` one factor
+  at a time (``((θ − sin θ)/θ)/θ/θ`` rather than ``/θ³``), so ``θ³`` or ``θ⁵`` never overflows and
+  the coefficients keep their relative accuracy for every finite ``θ``.
 
 The series coefficients, the switch points and the number of terms (the smallest count whose
 absolute tail at the switch point is below 2⁻⁵⁸ of the smallest value of the function on the
@@ -180,10 +183,24 @@ def B(theta):
     return 0.5 * a * a
 
 
+_HUGE = 1e30  # beyond: divide by θ one factor at a time (θ³, θ⁵ would overflow near 1e103)
+
+
+def _over(num_over_t, tb, powers: int):
+    """``num_over_t / tb**(powers)`` evaluated as repeated division (no overflow)."""
+    out = num_over_t
+    for _ in range(powers):
+        out = out / tb
+    return out
+
+
 def C(theta):
     r"""``C(θ) = (θ − sin θ)/θ³`` (``C(0) = 1/6``); series below ``SWITCH_C``."""
     theta, small, t2, tb = _split(theta, SWITCH_C)
-    return np.where(small, _horner(SERIES_C, t2), (tb - np.sin(tb)) / (tb * tb * tb))
+    with np.errstate(over="ignore"):
+        closed = (tb - np.sin(tb)) / (tb * tb * tb)
+    closed = np.where(np.abs(tb) > _HUGE, _over(1.0 - np.sin(tb) / tb, tb, 2), closed)
+    return np.where(small, _horner(SERIES_C, t2), closed)
 
 
 def D(theta):
@@ -193,22 +210,27 @@ def D(theta):
     """
     theta, small, t2, tb = _split(theta, SWITCH_D)
     h = 0.5 * tb
-    with np.errstate(divide="ignore", invalid="ignore"):
-        closed = (1.0 - h * np.cos(h) / np.sin(h)) / (tb * tb)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        num = 1.0 - h * np.cos(h) / np.sin(h)
+        closed = np.where(np.abs(tb) > _HUGE, _over(num, tb, 2), num / (tb * tb))
     return np.where(small, _horner(SERIES_D, t2), closed)
 
 
 def E(theta):
     r"""``E(θ) = (θ² + 2 cos θ − 2)/(2θ⁴) = (½ − B)/θ²`` (``E(0) = 1/24``); series below switch."""
     theta, small, t2, tb = _split(theta, SWITCH_E)
-    closed = (0.5 - B(tb)) / (tb * tb)
+    with np.errstate(over="ignore"):
+        closed = np.where(np.abs(tb) > _HUGE, _over(0.5 - B(tb), tb, 2), (0.5 - B(tb)) / (tb * tb))
     return np.where(small, _horner(SERIES_E, t2), closed)
 
 
 def F(theta):
     r"""``F(θ) = (2θ − 3 sin θ + θ cos θ)/(2θ⁵)`` (``F(0) = 1/120``); series below switch."""
     theta, small, t2, tb = _split(theta, SWITCH_F)
-    closed = (2.0 * tb - 3.0 * np.sin(tb) + tb * np.cos(tb)) / (2.0 * tb**5)
+    with np.errstate(over="ignore"):
+        closed = (2.0 * tb - 3.0 * np.sin(tb) + tb * np.cos(tb)) / (2.0 * tb**5)
+    huge = _over(0.5 * (2.0 - 3.0 * np.sin(tb) / tb + np.cos(tb)), tb, 4)
+    closed = np.where(np.abs(tb) > _HUGE, huge, closed)
     return np.where(small, _horner(SERIES_F, t2), closed)
 
 

@@ -16,7 +16,11 @@ Inverses: ``[[M⁻¹, −M⁻¹ m], [0, 1]]`` with ``M⁻¹ = V(∓θ)⁻¹ = H 
 ``H(π/2) = 0`` exactly, so ``θ = π`` is regular. ``V⁻¹`` is singular at ``θ = 2πk, k ≠ 0``.
 
 Conventions: translation first, right perturbations; see :mod:`geomp_ref.lie`.
-References: Solà et al., arXiv:1812.01537, §C (eqs. 156-164); lie_spec.md §2-§3.
+Any finite tangent is accepted: ``A``, ``B``, ``C`` stay finite and accurate for every angle
+(:mod:`geomp_ref.lie._series`), and ``Jr⁻¹``/``Jl⁻¹`` refuse ``|θ|`` within rounding of ``2πk``
+(k ≠ 0), where ``V`` is singular.
+
+References: Solà et al., arXiv:1812.01537, §C (eqs. 156-164).
 """
 
 from __future__ import annotations
@@ -157,11 +161,13 @@ def _check_element(g, name, tol):
     return _g.check_element(g, name, 2, True, tol)
 
 
+@_g.guarded
 def exp(tau):
     """Exponential map; ``tau`` (..., 3) = ``(ρ₁, ρ₂, θ)`` -> (..., 3, 3). No reduction of ``θ``."""
     return _exp(_check_tangent(tau, "tau"))
 
 
+@_g.guarded
 def log(g, *, tol: float = TOL):
     """Principal logarithm (``θ ∈ (−π, π]``); (..., 3, 3) -> (..., 3).
 
@@ -171,11 +177,13 @@ def log(g, *, tol: float = TOL):
     return _log(_check_element(g, "g", tol))
 
 
+@_g.guarded
 def hat(tau):
     """``[[θ J, ρ], [0, 0]]``; (..., 3) -> (..., 3, 3)."""
     return _hat(_check_tangent(tau, "tau"))
 
 
+@_g.guarded
 def vee(X):
     """Inverse of :func:`hat`: ``(X02, X12, (X10 − X01)/2)``."""
     X = as_float64(X, "X")
@@ -184,21 +192,25 @@ def vee(X):
     return np.concatenate([X[..., :2, 2], 0.5 * _so2._hat_T(X[..., :2, :2])[..., None]], -1)
 
 
+@_g.guarded
 def compose(a, b, *, tol: float = TOL):
     """Group product ``a b``."""
-    return _compose(_check_element(a, "a", tol), _check_element(b, "b", tol))
+    return _compose(*_g.check_pair(_self, a, "a", b, "b", tol))
 
 
+@_g.guarded
 def inverse(g, *, tol: float = TOL):
     """Group inverse ``[[Rᵀ, −Rᵀ t], [0, 1]]``."""
     return _inverse(_check_element(g, "g", tol))
 
 
+@_g.guarded
 def act(g, x, *, tol: float = TOL):
     """Action on points ``y = R x + t``; ``g`` (..., 3, 3), ``x`` (..., 2)."""
     return _g.act(_self, g, x, tol)
 
 
+@_g.guarded
 def adjoint(g, *, tol: float = TOL):
     """``Ad_g = [[R, (t₂, −t₁)ᵀ], [0, 1]]``; shape (..., 3, 3)."""
     g = _check_element(g, "g", tol)
@@ -215,9 +227,10 @@ def identity():
     return np.eye(3)
 
 
+@_g.guarded
 def random(rng, n: int):
     """``n`` elements: angle ``~ U[−π, π)``, translation ``~ N(0, I₂)``; shape (n, 3, 3)."""
-    n = _g.check_rng(rng, n)
+    rng, n = _g.rng_and_count(rng, n, (3, 3))
     out = np.zeros((n, 3, 3))
     out[:, :2, :2] = _so2._exp(rng.uniform(-np.pi, np.pi, n))
     out[:, :2, 2] = rng.standard_normal((n, 2))
@@ -225,66 +238,83 @@ def random(rng, n: int):
     return out
 
 
+@_g.guarded
 def right_jacobian(tau):
     """``Jr(τ)`` (module docstring); (..., 3) -> (..., 3, 3)."""
     return _jr(_check_tangent(tau, "tau"))
 
 
+@_g.guarded
 def left_jacobian(tau):
     """``Jl(τ) = Jr(−τ)``."""
     return _jl(_check_tangent(tau, "tau"))
 
 
+@_g.guarded
 def right_jacobian_inverse(tau):
     """``Jr⁻¹(τ)`` via ``V(−θ)⁻¹ = H(θ/2) I + (θ/2) J``."""
-    return _jr_inv(_check_tangent(tau, "tau"))
+    w = _check_tangent(tau, "tau")
+    _g.check_invertible(np.abs(w[..., 2]), "tau")
+    return _jr_inv(w)
 
 
+@_g.guarded
 def left_jacobian_inverse(tau):
     """``Jl⁻¹(τ) = Jr⁻¹(−τ)``."""
-    return _jl_inv(_check_tangent(tau, "tau"))
+    w = _check_tangent(tau, "tau")
+    _g.check_invertible(np.abs(w[..., 2]), "tau")
+    return _jl_inv(w)
 
 
+@_g.guarded
 def exp_vjp(tau, grad_g):
     """VJP of :func:`exp`: ``Jr(τ)ᵀ hatᵀ(gᵀ G)``."""
     return _g.exp_vjp(_self, tau, grad_g)
 
 
+@_g.guarded
 def log_vjp(g, grad_tau, *, tol: float = TOL):
     """VJP of :func:`log`: the tangent matrix gradient ``g hat(M⁻¹ Jr⁻¹ᵀ γ)``, last row zero."""
     return _g.log_vjp(_self, g, grad_tau, tol)
 
 
+@_g.guarded
 def compose_vjp(a, b, grad_c, *, tol: float = TOL):
     """VJP of :func:`compose`: ``(G bᵀ, aᵀ G)``."""
     return _g.compose_vjp(_self, a, b, grad_c, tol)
 
 
+@_g.guarded
 def act_vjp(g, x, grad_y, *, tol: float = TOL):
     """VJP of :func:`act`: ``grad_g = [[γ xᵀ, γ], [0, 0]]``, ``grad_x = Rᵀ γ``."""
     return _g.act_vjp(_self, g, x, grad_y, tol)
 
 
+@_g.guarded
 def rplus(g, tau, *, tol: float = TOL):
     """``g ⊕ τ = g Exp(τ)``."""
     return _g.rplus(_self, g, tau, tol)
 
 
+@_g.guarded
 def rminus(y, x, *, tol: float = TOL):
     """``y ⊖ x = Log(x⁻¹ y)``."""
     return _g.rminus(_self, y, x, tol)
 
 
+@_g.guarded
 def between(a, b, *, tol: float = TOL):
     """``a⁻¹ b``."""
     return _g.between(_self, a, b, tol)
 
 
+@_g.guarded
 def relative_log(g_i, g_j, *, tol: float = TOL):
     """``ξ_ij = Log(g_i⁻¹ g_j)``, shape (..., 3)."""
     return _g.relative_log(_self, g_i, g_j, tol)
 
 
+@_g.guarded
 def relative_log_vjp(g_i, g_j, grad_tau, *, tol: float = TOL):
     """VJP of :func:`relative_log`: ``∂ξ/∂δ_j = Jr⁻¹(ξ)``, ``∂ξ/∂δ_i = −Jl⁻¹(ξ)``.
 

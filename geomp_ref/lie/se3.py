@@ -1,4 +1,5 @@
-r"""SE(3): rigid motions as 4×4 homogeneous matrices, tangent ``τ = (ρ, ω) ∈ R⁶``, translation first.
+r"""SE(3): rigid motions as 4×4 homogeneous matrices, tangent ``τ = (ρ, ω) ∈ R⁶``, translation
+first.
 
 .. math::
 
@@ -18,12 +19,16 @@ r"""SE(3): rigid motions as 4×4 homogeneous matrices, tangent ``τ = (ρ, ω) �
 (Barfoot's ``Q``; ``C, E, F`` by series below 3.25, so nothing cancels near 0.)
 ``Ad_g = [[R, [t]× R], [0, R]]``.
 
-Notes: ``exp`` never reduces ``ω`` (reducing it changes the translation whenever ``|ω| ≥ π``).
+Notes: ``exp`` never reduces ``ω`` (reducing it changes the translation whenever ``|ω| ≥ π``);
+for ``|ω| > 1e8`` the rotation and ``V`` use the unit-axis forms of :mod:`geomp_ref.lie.so3` and
+``Q`` folds the powers of ``θ`` into its coefficients (``θC, θ²C, θ²E, θ³F``), so any finite
+twist has a finite Exp and Jacobians. ``Jr⁻¹``/``Jl⁻¹`` refuse ``|ω|`` within rounding of
+``2πk`` (k ≥ 1), where they do not exist.
 At ``|ω| = π`` the two twins ``±ω`` give different, equally valid ``ρ`` (``V⁻¹(−ω) ≠ V⁻¹(ω)``):
 compare group elements there, not twists. Perturbations on the right; see :mod:`geomp_ref.lie`.
 
 References: Solà et al., arXiv:1812.01537, §D (eqs. 169-180); Barfoot, "State Estimation for
-Robotics" (2017), eqs. (7.83)-(7.86); lie_spec.md §2-§3.
+Robotics" (2017), eqs. (7.83)-(7.86).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import numpy as np
 
 from .._validate import as_float64
 from . import _generic as _g
+from . import _unit_axis as _ua
 from . import so3 as _so3
 from ._series import C, E, F
 
@@ -116,19 +122,44 @@ def _inverse(g):
     return _g.inverse_core(_self, g)
 
 
-def _Q(rho, w):
-    theta = _so3._theta(w)
-    P, K = _so3._hat(rho), _so3._hat(w)
+def _Q_terms(P, K):
+    """``(KP + PK, KPK, K²P + PK² − 3KPK, 2 KPK²)`` (``KPK² = K²PK``, checked in
+    ``derivations/se3.py``; ``PK = (KP)ᵀ`` and ``PK² = −(K²P)ᵀ`` since P, K are skew)."""
     KP = K @ P
     KPK = KP @ K
     K2P = K @ KP
-    KPK2 = KPK @ K  # symmetric; equals K²PK (lie_spec §3, checked in derivations/se3.py)
+    KPK2 = KPK @ K
+    KPt = np.swapaxes(KP, -1, -2)
+    PK2 = -np.swapaxes(K2P, -1, -2)
+    return KP + KPt, KPK, K2P + PK2 - 3.0 * KPK, 2.0 * KPK2
+
+
+def _Q_normal(rho, w, theta):
+    t1, t2, t3, t4 = _Q_terms(_so3._hat(rho), _so3._hat(w))
     c = C(theta)[..., None, None]
     e = E(theta)[..., None, None]
     f = F(theta)[..., None, None]
-    KPt = np.swapaxes(KP, -1, -2)  # P K = (K P)ᵀ
-    PK2 = -np.swapaxes(K2P, -1, -2)  # P K² = −(K² P)ᵀ
-    return 0.5 * P + c * (KP + KPt + KPK) + e * (K2P + PK2 - 3.0 * KPK) + 2.0 * f * KPK2
+    return 0.5 * _so3._hat(rho) + c * (t1 + t2) + e * t3 + f * t4
+
+
+def _Q_big(rho, k, th):
+    """Q with ``K = θ[k]×``: the powers of θ are folded into the coefficients."""
+    t1, t2, t3, t4 = _Q_terms(_so3._hat(rho), _so3._hat(k))
+    c1, c2, e2, f3 = _ua.q_coeffs(th)  # θC, θ²C, θ²E, θ³F
+    col = (slice(None), None, None)
+    return 0.5 * _so3._hat(rho) + c1[col] * t1 + c2[col] * t2 + e2[col] * t3 + f3[col] * t4
+
+
+def _Q(rho, w):
+    theta = _ua.norm(w)
+    big = theta > _ua.BIG
+    if not np.any(big):
+        return _Q_normal(rho, w, theta)
+    keep = ~big[..., None]
+    out = _Q_normal(np.where(keep, rho, 0.0), np.where(keep, w, 0.0), np.where(big, 0.0, theta))
+    th = theta[big]
+    out[big] = _Q_big(rho[big], w[big] / th[:, None], th)
+    return out
 
 
 def _jl(tau):
@@ -170,6 +201,7 @@ def _check_element(g, name, tol):
 # ---------------------------------------------------------------- public API
 
 
+@_g.guarded
 def exp(tau):
     r"""Exponential map ``g = Exp(ρ, ω)``.
 
@@ -186,6 +218,7 @@ def exp(tau):
     return _exp(_check_tangent(tau, "tau"))
 
 
+@_g.guarded
 def log(g, *, tol: float = TOL):
     r"""Principal logarithm ``(ρ, ω) = Log(g)``, ``|ω| ∈ [0, π]``; shape (..., 4, 4) -> (..., 6).
 
@@ -195,11 +228,13 @@ def log(g, *, tol: float = TOL):
     return _log(_check_element(g, "g", tol))
 
 
+@_g.guarded
 def hat(tau):
     r"""``hat(ρ, ω) = [[[ω]×, ρ], [0, 0]]``; shape (..., 6) -> (..., 4, 4)."""
     return _hat(_check_tangent(tau, "tau"))
 
 
+@_g.guarded
 def vee(X):
     r"""Inverse of :func:`hat`: ``(X[:3, 3], vee_so3(X[:3, :3]))`` (skew part of the block)."""
     X = as_float64(X, "X")
@@ -208,21 +243,25 @@ def vee(X):
     return np.concatenate([X[..., :3, 3], 0.5 * _so3._hat_T(X[..., :3, :3])], axis=-1)
 
 
+@_g.guarded
 def compose(a, b, *, tol: float = TOL):
     """Group product ``a b``."""
-    return _compose(_check_element(a, "a", tol), _check_element(b, "b", tol))
+    return _compose(*_g.check_pair(_self, a, "a", b, "b", tol))
 
 
+@_g.guarded
 def inverse(g, *, tol: float = TOL):
     """Group inverse ``[[Rᵀ, −Rᵀ t], [0, 1]]``."""
     return _inverse(_check_element(g, "g", tol))
 
 
+@_g.guarded
 def act(g, x, *, tol: float = TOL):
     """Action on points ``y = R x + t``; ``g`` (..., 4, 4), ``x`` (..., 3), broadcast."""
     return _g.act(_self, g, x, tol)
 
 
+@_g.guarded
 def adjoint(g, *, tol: float = TOL):
     """``Ad_g = [[R, [t]× R], [0, R]]`` (``g Exp(δ) = Exp(Ad_g δ) g``); shape (..., 6, 6)."""
     g = _check_element(g, "g", tol)
@@ -239,9 +278,10 @@ def identity():
     return np.eye(4)
 
 
+@_g.guarded
 def random(rng, n: int):
     """``n`` elements: Haar-uniform rotation, translation ``~ N(0, I₃)``; shape (n, 4, 4)."""
-    n = _g.check_rng(rng, n)
+    rng, n = _g.rng_and_count(rng, n, (4, 4))
     out = np.zeros((n, 4, 4))
     out[:, :3, :3] = _so3.random(rng, n)
     out[:, :3, 3] = rng.standard_normal((n, 3))
@@ -249,66 +289,83 @@ def random(rng, n: int):
     return out
 
 
+@_g.guarded
 def right_jacobian(tau):
     r"""``Jr(τ) = Jl(−τ)``: ``Exp(τ + δ) ≈ Exp(τ) Exp(Jr δ)``; (..., 6) -> (..., 6, 6)."""
     return _jr(_check_tangent(tau, "tau"))
 
 
+@_g.guarded
 def left_jacobian(tau):
     r"""``Jl(τ) = [[Jl(ω), Q(ρ, ω)], [0, Jl(ω)]]``: ``Exp(τ + δ) ≈ Exp(Jl δ) Exp(τ)``."""
     return _jl(_check_tangent(tau, "tau"))
 
 
+@_g.guarded
 def right_jacobian_inverse(tau):
     r"""``Jr⁻¹(τ) = Jl⁻¹(−τ)``."""
-    return _jr_inv(_check_tangent(tau, "tau"))
+    w = _check_tangent(tau, "tau")
+    _g.check_invertible(_so3._theta(w[..., 3:]), "tau")
+    return _jr_inv(w)
 
 
+@_g.guarded
 def left_jacobian_inverse(tau):
     r"""``Jl⁻¹(τ) = [[Jl⁻¹, −Jl⁻¹ Q Jl⁻¹], [0, Jl⁻¹]]`` (blocks of SO(3) ``Jl⁻¹(ω)``)."""
-    return _jl_inv(_check_tangent(tau, "tau"))
+    w = _check_tangent(tau, "tau")
+    _g.check_invertible(_so3._theta(w[..., 3:]), "tau")
+    return _jl_inv(w)
 
 
+@_g.guarded
 def exp_vjp(tau, grad_g):
     """VJP of :func:`exp`: ``Jr(τ)ᵀ hatᵀ(gᵀ G)`` (see :mod:`geomp_ref.lie._generic`)."""
     return _g.exp_vjp(_self, tau, grad_g)
 
 
+@_g.guarded
 def log_vjp(g, grad_tau, *, tol: float = TOL):
     """VJP of :func:`log`: the tangent matrix gradient ``g hat(M⁻¹ Jr⁻¹ᵀ γ)``, last row zero."""
     return _g.log_vjp(_self, g, grad_tau, tol)
 
 
+@_g.guarded
 def compose_vjp(a, b, grad_c, *, tol: float = TOL):
     """VJP of :func:`compose`: ``(G bᵀ, aᵀ G)`` (ambient matrix gradients)."""
     return _g.compose_vjp(_self, a, b, grad_c, tol)
 
 
+@_g.guarded
 def act_vjp(g, x, grad_y, *, tol: float = TOL):
     """VJP of :func:`act`: ``grad_g = [[γ xᵀ, γ], [0, 0]]``, ``grad_x = Rᵀ γ``."""
     return _g.act_vjp(_self, g, x, grad_y, tol)
 
 
+@_g.guarded
 def rplus(g, tau, *, tol: float = TOL):
     """``g ⊕ τ = g Exp(τ)``."""
     return _g.rplus(_self, g, tau, tol)
 
 
+@_g.guarded
 def rminus(y, x, *, tol: float = TOL):
     """``y ⊖ x = Log(x⁻¹ y)``."""
     return _g.rminus(_self, y, x, tol)
 
 
+@_g.guarded
 def between(a, b, *, tol: float = TOL):
     """``a⁻¹ b``."""
     return _g.between(_self, a, b, tol)
 
 
+@_g.guarded
 def relative_log(g_i, g_j, *, tol: float = TOL):
     """``ξ_ij = Log(g_i⁻¹ g_j)`` for receiver ``i`` and sender ``j``, shape (..., 6)."""
     return _g.relative_log(_self, g_i, g_j, tol)
 
 
+@_g.guarded
 def relative_log_vjp(g_i, g_j, grad_tau, *, tol: float = TOL):
     """VJP of :func:`relative_log`: ``∂ξ/∂δ_j = Jr⁻¹(ξ)``, ``∂ξ/∂δ_i = −Jl⁻¹(ξ)``.
 

@@ -108,11 +108,13 @@ def _check_element(R, name, tol):
     return _g.check_element(R, name, 2, False, tol)
 
 
+@_g.guarded
 def exp(tau):
     """Rotation matrix of angle ``θ``; shape (...) -> (..., 2, 2). No reduction of ``θ``."""
     return _exp(_check_tangent(tau, "tau"))
 
 
+@_g.guarded
 def log(g, *, tol: float = TOL):
     """Principal angle in ``(−π, π]`` of rotation matrices (..., 2, 2) -> (...).
 
@@ -121,11 +123,13 @@ def log(g, *, tol: float = TOL):
     return _log(_check_element(g, "g", tol))
 
 
+@_g.guarded
 def hat(tau):
     """``θ J = [[0, −θ], [θ, 0]]``; shape (...) -> (..., 2, 2)."""
     return _hat(_check_tangent(tau, "tau"))
 
 
+@_g.guarded
 def vee(X):
     """Inverse of :func:`hat`: ``(X10 − X01)/2``; shape (..., 2, 2) -> (...)."""
     X = as_float64(X, "X")
@@ -134,21 +138,25 @@ def vee(X):
     return 0.5 * _hat_T(X)
 
 
+@_g.guarded
 def compose(a, b, *, tol: float = TOL):
     """Group product ``a b``."""
-    return _compose(_check_element(a, "a", tol), _check_element(b, "b", tol))
+    return _compose(*_g.check_pair(_self, a, "a", b, "b", tol))
 
 
+@_g.guarded
 def inverse(g, *, tol: float = TOL):
     """Group inverse ``Rᵀ``."""
     return _inverse(_check_element(g, "g", tol))
 
 
+@_g.guarded
 def act(g, x, *, tol: float = TOL):
     """Action on points ``y = R x``; ``g`` (..., 2, 2), ``x`` (..., 2)."""
     return _g.act(_self, g, x, tol)
 
 
+@_g.guarded
 def adjoint(g, *, tol: float = TOL):
     """``Ad = 1`` (commutative group); shape (...)."""
     return _ones(_check_element(g, "g", tol)[..., 0, 0])
@@ -159,72 +167,86 @@ def identity():
     return np.eye(2)
 
 
+@_g.guarded
 def random(rng, n: int):
     """``n`` uniform rotations (angle ``~ U[−π, π)``), shape (n, 2, 2)."""
-    n = _g.check_rng(rng, n)
+    rng, n = _g.rng_and_count(rng, n, (2, 2))
     return _exp(rng.uniform(-np.pi, np.pi, n))
 
 
+@_g.guarded
 def right_jacobian(tau):
     """``Jr = 1``, shape of ``tau``."""
     return _ones(_check_tangent(tau, "tau"))
 
 
+@_g.guarded
 def left_jacobian(tau):
     """``Jl = 1``, shape of ``tau``."""
     return _ones(_check_tangent(tau, "tau"))
 
 
+@_g.guarded
 def right_jacobian_inverse(tau):
     """``Jr⁻¹ = 1``, shape of ``tau``."""
     return _ones(_check_tangent(tau, "tau"))
 
 
+@_g.guarded
 def left_jacobian_inverse(tau):
     """``Jl⁻¹ = 1``, shape of ``tau``."""
     return _ones(_check_tangent(tau, "tau"))
 
 
+@_g.guarded
 def exp_vjp(tau, grad_g):
     """VJP of :func:`exp`: ``⟨G, R J⟩ = hatᵀ(Rᵀ G)``."""
     return _g.exp_vjp(_self, tau, grad_g)
 
 
+@_g.guarded
 def log_vjp(g, grad_tau, *, tol: float = TOL):
     """VJP of :func:`log`: the tangent matrix gradient ``½ γ R J``."""
     return _g.log_vjp(_self, g, grad_tau, tol)
 
 
+@_g.guarded
 def compose_vjp(a, b, grad_c, *, tol: float = TOL):
     """VJP of :func:`compose`: ``(G bᵀ, aᵀ G)``."""
     return _g.compose_vjp(_self, a, b, grad_c, tol)
 
 
+@_g.guarded
 def act_vjp(g, x, grad_y, *, tol: float = TOL):
     """VJP of :func:`act`: ``(γ xᵀ, Rᵀ γ)``."""
     return _g.act_vjp(_self, g, x, grad_y, tol)
 
 
+@_g.guarded
 def rplus(g, tau, *, tol: float = TOL):
     """``g ⊕ θ = g Exp(θ)``."""
     return _g.rplus(_self, g, tau, tol)
 
 
+@_g.guarded
 def rminus(y, x, *, tol: float = TOL):
     """``y ⊖ x = Log(x⁻¹ y)``."""
     return _g.rminus(_self, y, x, tol)
 
 
+@_g.guarded
 def between(a, b, *, tol: float = TOL):
     """``a⁻¹ b``."""
     return _g.between(_self, a, b, tol)
 
 
+@_g.guarded
 def relative_log(g_i, g_j, *, tol: float = TOL):
     """``ξ_ij = Log(g_i⁻¹ g_j)``, shape (...)."""
     return _g.relative_log(_self, g_i, g_j, tol)
 
 
+@_g.guarded
 def relative_log_vjp(g_i, g_j, grad_tau, *, tol: float = TOL):
     """VJP of :func:`relative_log` (``∂ξ/∂θ_j = 1``, ``∂ξ/∂θ_i = −1``); matrix gradients."""
     return _g.relative_log_vjp(_self, g_i, g_j, grad_tau, tol)

@@ -21,12 +21,25 @@ keeps full accuracy up to π; the skew part only fixes the sign (``k·s ≥ 0``)
 that sign is rounding noise: both twins ``±πk`` are the same rotation; when ``s·k == 0`` exactly
 the pivot column's sign (positive pivot entry) is kept, so the result is deterministic.
 
-Conventions: perturbations on the right, ``R ⊕ δ = R Exp(δ)``; "the" Jacobian is ``Jr``; see
-:mod:`geomp_ref.lie`. ``|ω|`` beyond π is accepted by ``exp`` without reduction; near
-``|ω| = 2πk`` (k ≥ 1) ``log(exp(ω))`` is limited by forming ``|ω|`` in float64 (error up to
+**Any finite tangent.** ``θ = |ω|`` is formed with a rescaled norm when ``ω ωᵀ`` would overflow
+(``|ω| ≳ 1.3e154``). Beyond ``θ = 1e8`` the formulas switch to exact rewrites in the unit axis
+``k = ω/θ`` (``[ω]× = θ[k]×``), so nothing multiplies two huge numbers:
+
+    Exp = I + sin θ [k]× + 2 sin²(θ/2) [k]×²,
+    Jl = I + (2 sin²(θ/2)/θ) [k]× + (1 − sin θ/θ) [k]×²,
+    Jl⁻¹ = I − (θ/2)[k]× + (1 − (θ/2) cot(θ/2)) [k]×²;
+
+the sines and cosines reduce θ modulo 2π exactly (NumPy's argument reduction), so the rotation
+is as accurate as the float64 angle allows, while below 1e8 nothing changes. ``Jr⁻¹``/``Jl⁻¹`` do
+not exist at ``|ω| = 2πk`` (k ≥ 1): angles within 8 ulps of such a point are refused with a
+``ValueError`` (:func:`geomp_ref.lie._generic.check_invertible`), as is every angle beyond ~1.1e15.
+Near ``|ω| = 2πk`` (k ≥ 1) ``log(exp(ω))`` is limited by forming ``|ω|`` in float64 (error up to
 ``~4 ulp(|ω|) / dist(|ω|, 2πk)`` relative), an inherent float64 limit that is not worked around.
 
-References: Solà, Deray, Atchuthan, arXiv:1812.01537, §A (eqs. 143-146); lie_spec.md §2-§3.
+Conventions: perturbations on the right, ``R ⊕ δ = R Exp(δ)``; "the" Jacobian is ``Jr``; see
+:mod:`geomp_ref.lie`.
+
+References: Solà, Deray, Atchuthan, arXiv:1812.01537, §A (eqs. 143-146).
 """
 
 from __future__ import annotations
@@ -37,6 +50,7 @@ import numpy as np
 
 from .._validate import as_float64
 from . import _generic as _g
+from . import _unit_axis as _ua
 from ._series import A, B, C, D
 
 __all__ = [
@@ -103,8 +117,7 @@ def _tmatvec(J, v):
     return np.einsum("...ji,...j->...i", J, v)
 
 
-def _theta(w):
-    return np.sqrt(np.sum(w * w, axis=-1))
+_theta = _ua.norm  # |ω| without overflow
 
 
 def _sq(w, theta):
@@ -112,9 +125,28 @@ def _sq(w, theta):
     return w[..., :, None] * w[..., None, :] - (theta * theta)[..., None, None] * _I3
 
 
+def _unit_form(coeffs):
+    """``(k, θ) -> I + a [k]× + b [k]×²`` with ``(a, b) = coeffs(θ)`` (:mod:`._unit_axis`)."""
+
+    def form(k, th):
+        a, b = coeffs(th)
+        K2 = _sq(k, np.ones(k.shape[:-1]))
+        return _I3 + a[:, None, None] * _hat(k) + b[:, None, None] * K2
+
+    return form
+
+
+_exp_big = _unit_form(_ua.exp_coeffs)
+_jl_big = _unit_form(_ua.jl_coeffs)
+_jl_inv_big = _unit_form(_ua.jl_inv_coeffs)
+
+
 def _exp(w):
-    theta = _theta(w)
-    return _I3 + A(theta)[..., None, None] * _hat(w) + B(theta)[..., None, None] * _sq(w, theta)
+    return _ua.by_angle(
+        w,
+        lambda w, t: _I3 + A(t)[..., None, None] * _hat(w) + B(t)[..., None, None] * _sq(w, t),
+        _exp_big,
+    )
 
 
 def _log(R):
@@ -146,8 +178,11 @@ def _inverse(g):
 
 
 def _jl(w):
-    theta = _theta(w)
-    return _I3 + B(theta)[..., None, None] * _hat(w) + C(theta)[..., None, None] * _sq(w, theta)
+    return _ua.by_angle(
+        w,
+        lambda w, t: _I3 + B(t)[..., None, None] * _hat(w) + C(t)[..., None, None] * _sq(w, t),
+        _jl_big,
+    )
 
 
 def _jr(w):
@@ -155,8 +190,9 @@ def _jr(w):
 
 
 def _jl_inv(w):
-    theta = _theta(w)
-    return _I3 - 0.5 * _hat(w) + D(theta)[..., None, None] * _sq(w, theta)
+    return _ua.by_angle(
+        w, lambda w, t: _I3 - 0.5 * _hat(w) + D(t)[..., None, None] * _sq(w, t), _jl_inv_big
+    )
 
 
 def _jr_inv(w):
@@ -187,6 +223,7 @@ def _quat_to_matrix(q):
 # ---------------------------------------------------------------- public API
 
 
+@_g.guarded
 def exp(tau):
     r"""Exponential map ``R = Exp(ω)`` (Rodrigues), batched.
 
@@ -207,6 +244,7 @@ def exp(tau):
     return _exp(_check_tangent(tau, "tau"))
 
 
+@_g.guarded
 def log(g, *, tol: float = TOL):
     r"""Principal logarithm ``ω = Log(R)``, ``|ω| ∈ [0, π]`` (see the module docstring).
 
@@ -229,11 +267,13 @@ def log(g, *, tol: float = TOL):
     return _log(_check_element(g, "g", tol))
 
 
+@_g.guarded
 def hat(tau):
     r"""``[ω]×``: the skew matrix with ``[ω]× x = ω × x``; shape (..., 3) -> (..., 3, 3)."""
     return _hat(_check_tangent(tau, "tau"))
 
 
+@_g.guarded
 def vee(X):
     r"""Inverse of :func:`hat` on skew matrices: the vector of the skew part ``(X − Xᵀ)/2``."""
     X = as_float64(X, "X")
@@ -242,21 +282,25 @@ def vee(X):
     return 0.5 * _hat_T(X)
 
 
+@_g.guarded
 def compose(a, b, *, tol: float = TOL):
     """Group product ``a b`` (matrix product, broadcast over leading axes)."""
-    return _compose(_check_element(a, "a", tol), _check_element(b, "b", tol))
+    return _compose(*_g.check_pair(_self, a, "a", b, "b", tol))
 
 
+@_g.guarded
 def inverse(g, *, tol: float = TOL):
     """Group inverse ``Rᵀ``."""
     return _inverse(_check_element(g, "g", tol))
 
 
+@_g.guarded
 def act(g, x, *, tol: float = TOL):
     """Action on points ``y = R x``; ``g`` (..., 3, 3), ``x`` (..., 3), broadcast."""
     return _g.act(_self, g, x, tol)
 
 
+@_g.guarded
 def adjoint(g, *, tol: float = TOL):
     """Adjoint matrix ``Ad_R = R`` (``R Exp(δ) = Exp(Ad_R δ) R``); shape (..., 3, 3)."""
     return _check_element(g, "g", tol).copy()
@@ -267,74 +311,93 @@ def identity():
     return np.eye(3)
 
 
+@_g.guarded
 def random(rng, n: int):
     """``n`` Haar-uniform rotations (normalised Gaussian quaternions), shape (n, 3, 3)."""
-    n = _g.check_rng(rng, n)
+    rng, n = _g.rng_and_count(rng, n, (3, 3))
     q = rng.standard_normal((n, 4))
     q /= np.linalg.norm(q, axis=-1, keepdims=True)
     return _quat_to_matrix(q)
 
 
+@_g.guarded
 def right_jacobian(tau):
-    r"""``Jr(ω) = I − B[ω]× + C[ω]×²``: ``Exp(ω + δ) ≈ Exp(ω) Exp(Jr δ)``; (..., 3) -> (..., 3, 3)."""
+    r"""``Jr(ω) = I − B[ω]× + C[ω]×²``: ``Exp(ω + δ) ≈ Exp(ω) Exp(Jr δ)``;
+    (..., 3) -> (..., 3, 3)."""
     return _jr(_check_tangent(tau, "tau"))
 
 
+@_g.guarded
 def left_jacobian(tau):
     r"""``Jl(ω) = I + B[ω]× + C[ω]×²``: ``Exp(ω + δ) ≈ Exp(Jl δ) Exp(ω)``."""
     return _jl(_check_tangent(tau, "tau"))
 
 
+@_g.guarded
 def right_jacobian_inverse(tau):
     r"""``Jr⁻¹(ω) = I + ½[ω]× + D[ω]×²`` (singular only at ``|ω| = 2πk, k ≥ 1``)."""
-    return _jr_inv(_check_tangent(tau, "tau"))
+    w = _check_tangent(tau, "tau")
+    _g.check_invertible(_theta(w), "tau")
+    return _jr_inv(w)
 
 
+@_g.guarded
 def left_jacobian_inverse(tau):
     r"""``Jl⁻¹(ω) = I − ½[ω]× + D[ω]×²``."""
-    return _jl_inv(_check_tangent(tau, "tau"))
+    w = _check_tangent(tau, "tau")
+    _g.check_invertible(_theta(w), "tau")
+    return _jl_inv(w)
 
 
+@_g.guarded
 def exp_vjp(tau, grad_g):
     """VJP of :func:`exp`: ``Jr(ω)ᵀ hatᵀ(Rᵀ G)`` (see :mod:`geomp_ref.lie._generic`)."""
     return _g.exp_vjp(_self, tau, grad_g)
 
 
+@_g.guarded
 def log_vjp(g, grad_tau, *, tol: float = TOL):
     """VJP of :func:`log`: the tangent matrix gradient ``½ R [Jr⁻¹(ω)ᵀ γ]×``."""
     return _g.log_vjp(_self, g, grad_tau, tol)
 
 
+@_g.guarded
 def compose_vjp(a, b, grad_c, *, tol: float = TOL):
     """VJP of :func:`compose`: ``(G bᵀ, aᵀ G)`` (ambient matrix gradients)."""
     return _g.compose_vjp(_self, a, b, grad_c, tol)
 
 
+@_g.guarded
 def act_vjp(g, x, grad_y, *, tol: float = TOL):
     """VJP of :func:`act`: ``(γ xᵀ, Rᵀ γ)`` summed over broadcast axes."""
     return _g.act_vjp(_self, g, x, grad_y, tol)
 
 
+@_g.guarded
 def rplus(g, tau, *, tol: float = TOL):
     """``g ⊕ τ = g Exp(τ)``."""
     return _g.rplus(_self, g, tau, tol)
 
 
+@_g.guarded
 def rminus(y, x, *, tol: float = TOL):
     """``y ⊖ x = Log(x⁻¹ y)``."""
     return _g.rminus(_self, y, x, tol)
 
 
+@_g.guarded
 def between(a, b, *, tol: float = TOL):
     """``a⁻¹ b``."""
     return _g.between(_self, a, b, tol)
 
 
+@_g.guarded
 def relative_log(g_i, g_j, *, tol: float = TOL):
     """``ξ_ij = Log(g_i⁻¹ g_j)`` for receiver ``i`` and sender ``j``, shape (..., 3)."""
     return _g.relative_log(_self, g_i, g_j, tol)
 
 
+@_g.guarded
 def relative_log_vjp(g_i, g_j, grad_tau, *, tol: float = TOL):
     """VJP of :func:`relative_log`: tangent matrix gradients ``(G_i, G_j)``.
 

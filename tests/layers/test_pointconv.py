@@ -1,5 +1,6 @@
-"""PointConv: VJPs, the T(3)-only relative kernel vs the E(3)-invariant distance kernel, backends,
-an edge-loop reference, errors."""
+"""PointConv: the T(3)-only relative kernel vs the E(3)-invariant distance kernel, an edge-loop
+reference, kernel specs (B-spline, the old options), errors. VJPs, symmetry and backends of the
+registered configurations run in tests/test_cases.py."""
 
 from __future__ import annotations
 
@@ -12,32 +13,12 @@ from hypothesis import strategies as st
 
 from geomp_ref import cases, testing
 from geomp_ref.graph import make_graph
+from geomp_ref.layers.kernels import BSplineKernel, MLPKernel, cardinal_bspline
 from geomp_ref.layers.pointconv import PointConv
 
-CASES = [c for c in cases.cases("pointconv") if c.name.startswith("PointConv/")]
 
-
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-def test_vjp(case, rng):
-    errs = testing.check_case_vjp(case, rng, num_nodes=9)
-    assert "input:1" in errs
-    assert max(errs.values()) <= case.vjp_rtol, errs
-
-
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-def test_registered_group(case, rng):
-    graph, inputs = case.make_inputs(rng, 9)
-    testing.assert_equivariant(
-        case.layer,
-        case.layer.init(rng),
-        graph,
-        inputs,
-        case.input_kinds,
-        case.output_kinds,
-        case.group,
-        rng=rng,
-        atol=case.sym_atol,
-    )
+def _case(name):
+    return next(c for c in cases.cases("pointconv") if c.name == name)
 
 
 @settings(max_examples=5)
@@ -60,7 +41,7 @@ def test_distance_kernel_is_e3_invariant_relative_is_not(graph, seed):
 
 
 def test_relative_kernel_rotation_error_is_large(rng):
-    case = cases.get_case("PointConv/relative")
+    case = _case("PointConv/relative")
     graph, inputs = case.make_inputs(rng, 9)
     errs = testing.symmetry_errors(
         case.layer,
@@ -74,14 +55,6 @@ def test_relative_kernel_rotation_error_is_large(rng):
     )
     assert errs["transform"] > 1e-3, errs
     assert errs["permutation"] <= 1e-12
-
-
-@pytest.mark.parametrize("name", ["PointConv/relative", "PointConv/distance"])
-def test_backends_agree(name, backend, rng):
-    case = cases.get_case(name)
-    graph, inputs = case.make_inputs(rng, 9)
-    layer = dataclasses.replace(case.layer, backend=backend)
-    testing.assert_backends_agree(layer, layer.init(rng), graph, inputs, backends=[backend])
 
 
 def _silu(x):
@@ -134,3 +107,43 @@ def test_bad_inputs(rng):
         layer(p, graph.edge_index, np.zeros((4, 2)), pos)
     with pytest.raises(ValueError, match="backend"):
         PointConv(2, 3, backend="gpu")
+
+
+def test_bspline_kernel_matches_edge_loop(rng):
+    """Independent route: the B-spline kernel summed over every centre, edge by edge."""
+    spec = BSplineKernel(2, 3, 3, 5, 2.0)
+    layer = PointConv(3, 2, dim=2, kernel=spec)
+    p = layer.init(rng)
+    pos = testing.random_points(rng, 6, 2, min_dist=0.5)
+    graph = testing.random_graph(rng, 6, multi_edges=True)
+    f = rng.normal(size=(6, 3))
+    centres = spec.centres()
+    agg = np.zeros((6, 3))
+    for j, i in graph.edge_index.T:
+        w = np.prod(cardinal_bspline((pos[j] - pos[i] - centres) / 1.0, 3), axis=1)
+        agg[i] += (w @ p["kernel"]["coeffs"]) * f[j]
+    np.testing.assert_allclose(
+        layer(p, graph, f, pos), agg @ p["W_f"] + p["b_f"], rtol=1e-13, atol=1e-14
+    )
+
+
+def test_old_kernel_options_build_the_equivalent_spec(rng):
+    old = PointConv(3, 2, (5, 4), "relative", "tanh")
+    new = PointConv(3, 2, kernel=MLPKernel(3, 3, (5, 4), "tanh", activate_last=True))
+    assert old.kernel == new.kernel
+    p = old.init(rng)
+    pos = testing.random_points(rng, 5)
+    graph = testing.random_graph(rng, 5)
+    f = rng.normal(size=(5, 3))
+    np.testing.assert_array_equal(old(p, graph, f, pos), new(p, graph, f, pos))
+    assert dataclasses.replace(old, backend="numpy").kernel == old.kernel
+    with pytest.raises(ValueError, match="kernel_hidden"):
+        PointConv(3, 2, (8,), kernel=MLPKernel(3, 3, (5, 4), activate_last=True))
+    with pytest.raises(ValueError, match="activation"):
+        PointConv(3, 2, activation="relu", kernel=BSplineKernel(3, 3))
+    with pytest.raises(ValueError, match="PointConv.kernel.out_dim must be 3"):
+        PointConv(3, 2, kernel=BSplineKernel(3, 4))
+    with pytest.raises(ValueError, match="PointConv.kernel.in_dim must be 1"):
+        PointConv(3, 2, kernel_input="distance", kernel=BSplineKernel(3, 3))
+    with pytest.raises(TypeError, match="PointConv.kernel must be a kernel spec"):
+        PointConv(3, 2, kernel="mlp")

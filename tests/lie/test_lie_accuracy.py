@@ -1,4 +1,4 @@
-"""Accuracy of geomp_ref.lie against 50-digit mpmath truth, with the error measures of lie_spec §6.
+"""Accuracy of geomp_ref.lie against 50-digit mpmath truth (error measures: lie_mp_truth.py).
 
 Truth: tests/lie/lie_mp_truth.py (closed forms at raised mpmath precision; validated here against
 the formula-free algebra series ``Jl = Σ ad^k/(k+1)!``). Default run: the hard-case list plus a
@@ -32,7 +32,7 @@ def _cases(group, n, seed):
 @pytest.mark.parametrize("what", T.WHATS)
 @pytest.mark.parametrize("group", list(GROUPS))
 def test_accuracy_principal(group, what):
-    """Hard cases + 150-angle sweep over [1e-12, π]: every function within its §6 goal."""
+    """Hard cases + 150-angle sweep over [1e-12, π]: every function within its goal."""
     err, worst = T.measure(GROUPS[group], group, _cases(group, 150, 1), what)
     assert err <= GOAL[what], f"{group}.{what}: {err:.3g} at {worst}"
 
@@ -101,7 +101,8 @@ def test_coefficients(name, idx):
 
 
 def test_H_coefficient():
-    ths = np.concatenate([[0.0, 1e-12, 1e-5, 9.9e-5, 1e-4, 1.1e-4], np.linspace(0.01, np.pi / 2, 50)])
+    hard = [0.0, 1e-12, 1e-5, 9.9e-5, 1e-4, 1.1e-4]
+    ths = np.concatenate([hard, np.linspace(0.01, np.pi / 2, 50)])
     for h, v in zip(ths, _series.H(ths)):
         ref = T.H(mp.mpf(h))
         assert abs(mp.mpf(float(v)) - ref) <= 2e-15 * max(abs(ref), mp.mpf(1e-300)) + 1e-17
