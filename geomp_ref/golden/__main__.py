@@ -1,0 +1,7 @@
+"""``python -m geomp_ref.golden ...`` is ``geomp-ref golden ...``."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
