@@ -35,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from geomp_ref.o3.tensor_product import FullyConnectedTensorProduct
+from geomp_ref.o3.tensor_product import FullyConnectedTensorProduct  # noqa: E402  (after the path setup)
 
 IRREPS = ("16x0e+16x1o+16x2e", "0e+1o+2e", "16x0e+16x1o+16x2e")
 

@@ -169,7 +169,7 @@ def check_tp_vjp(rng) -> float:
             ref = [np.asarray(r, dtype=float).ravel() for r in f(v1, v2, vw, vg)]
             params = {"weight": vw} if spec.internal_weights else {}
             out, cache = spec.forward(params, v1[None], v2[None])
-            gp, (gx1, gx2) = spec.backward(params, cache, vg[None])
+            gp, (gx1, gx2, _) = spec.backward(params, cache, vg[None])
             got = [out[0], gx1[0], gx2[0]] + ([gp["weight"]] if w else [])
             for r, h in zip(ref, got):
                 worst = max(
@@ -181,8 +181,8 @@ def check_tp_vjp(rng) -> float:
 
 
 def check_gate_vjp(rng) -> float:
-    """d/dg and d/dy of c f(g) y symbolically vs gate_vjp, for every activation."""
-    from geomp_ref.o3.gating import ACTIVATIONS, EXACT_CONSTANTS, gate_vjp
+    """d/dg and d/dy of c f(g) y symbolically vs Gate.backward, for every activation."""
+    from geomp_ref.o3.gating import ACTIVATIONS, EXACT_CONSTANTS, Gate
 
     gs, ys = sp.symbols("g y", real=True)
     sym = {
@@ -205,7 +205,9 @@ def check_gate_vjp(rng) -> float:
             gv, yv, cot = rng.standard_normal(3)
             gv = gv if abs(gv) > 1e-3 else 0.5  # avoid the kink of relu/abs
             x = np.array([gv, yv])  # layout: gate (0e) then gated (0e)
-            got = gate_vjp(x, np.array([cot]), "", [], "1x0e", [name], "1x0e")
+            gate = Gate("", [], "1x0e", [name], "1x0e")
+            _, cache = gate.forward({}, x)
+            got = gate.backward({}, cache, np.array([cot]))[1][0]
             want = [float(dg(gv, yv)) * cot, float(dy(gv, yv)) * cot]
             worst = max(worst, float(np.max(np.abs(got - want))) / max(1.0, max(map(abs, want))))
     return worst
@@ -216,9 +218,15 @@ def derive_gate_constants(dps: int = 40) -> dict:
     import mpmath as mp
 
     mp.mp.dps = dps
-    phi = lambda z: mp.exp(-z * z / 2) / mp.sqrt(2 * mp.pi)
-    sig = lambda z: 1 / (1 + mp.exp(-z))
-    sp_ = lambda z: mp.log1p(mp.exp(z))
+    def phi(z):
+        return mp.exp(-z * z / 2) / mp.sqrt(2 * mp.pi)
+
+    def sig(z):
+        return 1 / (1 + mp.exp(-z))
+
+    def sp_(z):
+        return mp.log1p(mp.exp(z))
+
     fs = {
         "silu": lambda z: z * sig(z),
         "tanh": mp.tanh,
@@ -256,7 +264,7 @@ def main(argv=None) -> int:
     from geomp_ref.o3.gating import EXACT_CONSTANTS
 
     ok = True
-    for name, (m2, c) in consts.items():
+    for name, (_, c) in consts.items():
         if EXACT_CONSTANTS[name] != c:
             print(f"MISMATCH gate constant {name}: table {EXACT_CONSTANTS[name]!r}, derived {c!r}")
             ok = False
@@ -268,7 +276,7 @@ def main(argv=None) -> int:
     e_tp = check_tp_vjp(rng)
     print(f"tensor product: SymPy gradients vs backward, max rel error {e_tp:.1e}")
     e_gate = check_gate_vjp(rng)
-    print(f"gate: SymPy derivatives vs gate_vjp, max rel error {e_gate:.1e}")
+    print(f"gate: SymPy derivatives vs Gate.backward, max rel error {e_gate:.1e}")
     ok = ok and e_tp < 1e-13 and e_gate < 1e-13
     print(f"{'OK' if ok else 'FAILED'} in {time.perf_counter() - t0:.1f} s")
     return 0 if ok else 1

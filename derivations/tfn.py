@@ -112,7 +112,10 @@ def sym_gate(gate, x, constants):
     """The gate written from its definition: input = stable sort (by l, then odd before even)
     of the simplified scalars, gates and gated lists; scalars and gates activated and scaled by
     their second-moment constant; gated irrep copy k times activated gate k."""
-    from geomp_ref.layers.segnn_common import act_constant
+    from geomp_ref.o3.activations import resolve_activation
+
+    def act_constant(name, constants):
+        return resolve_activation(name, constants, "act").c
 
     def simplified(irreps):
         out = []
@@ -176,9 +179,9 @@ def directional(build, directions, base_values, analytic_grads):
 def sym_tfn(lay, params, graph, P, F, W0):
     """Symbolic TFNConv forward; ``P`` (N x 3), ``F`` (N x d) and ``W0`` are SymPy objects."""
     n = graph.num_nodes
-    from geomp_ref.layers.segnn_common import act_constant
+    from geomp_ref.o3.activations import resolve_activation
 
-    c_silu = act_constant("silu", lay.act_constants)
+    c_silu = resolve_activation("silu", lay.act_constants, "act").c
     B, rmax = lay.num_basis, lay.max_radius
     mu = [sp.Float(m, 30) for m in np.linspace(0, rmax, B)]
     delta = mu[1] - mu[0]

@@ -1,8 +1,10 @@
 r"""Cases for the O(3) blocks: tensor products, equivariant Linear and Gate.
 
 These blocks take no graph (``extra={"takes_graph": False}``): ``make_inputs(rng, num_nodes)``
-returns ``(None, inputs)`` with ``num_nodes`` samples per input. Irreps mix both parities so that
-the symmetry check (``group="O3"``: rotations and reflections) sees the parity rules.
+returns ``(None, inputs)`` with ``num_nodes`` samples per input, aligned with the forward's full
+input list (a tensor product's ``weight`` slot is ``None`` unless the weight is an input). Irreps
+mix both parities so that the symmetry check (``group="O3"``: rotations and reflections) sees
+the parity rules; the Gate case puts a ``0o`` first in its sorted input.
 """
 
 from __future__ import annotations
@@ -14,28 +16,27 @@ from . import Case
 __all__ = ["register"]
 
 
-def _maker(*dims, weight_numel=None):
+def _maker(*dims, weight_numel=None, weight_slot=False):
     def make_inputs(rng: np.random.Generator, num_nodes: int):
         inputs = [rng.standard_normal((num_nodes, d)) for d in dims]
         if weight_numel is not None:
             inputs.append(rng.standard_normal((num_nodes, weight_numel)))
+        elif weight_slot:
+            inputs.append(None)
         return None, tuple(inputs)
 
     return make_inputs
 
 
 def _tp_case(name, spec, notes):
-    kinds = (f"irreps:{spec.irreps_in1}", f"irreps:{spec.irreps_in2}")
+    # per-sample weights are invariant per-sample inputs (the kind of an empty slot too)
+    kinds = (f"irreps:{spec.irreps_in1}", f"irreps:{spec.irreps_in2}", "node_scalar")
     dims = (spec.irreps_in1.dim, spec.irreps_in2.dim)
-    numel = None
-    if spec.takes_weight:
-        # per-sample weights are invariant per-sample inputs
-        kinds += ("node_scalar",)
-        numel = spec.weight_numel
+    numel = spec.weight_numel if spec.takes_weight else None
     return Case(
         name=name,
         layer=spec,
-        make_inputs=_maker(*dims, weight_numel=numel),
+        make_inputs=_maker(*dims, weight_numel=numel, weight_slot=True),
         input_kinds=kinds,
         output_kinds=(f"irreps:{spec.irreps_out}",),
         group="O3",
@@ -121,7 +122,7 @@ def register() -> list[Case]:
             extra={"takes_graph": False},
         )
     )
-    gate = Gate("2x0e+1x0o", ["silu", "tanh"], "2x0e+1x0o", ["sigmoid", "abs"], "2x1o+1x2e")
+    gate = Gate("2x0e+1x0o", ["silu", "tanh"], "3x0e+1x0o", ["sigmoid", "abs"], "1x0o+2x1o+1x2e")
     out.append(
         Case(
             name="Gate/mixed_parity",
@@ -130,7 +131,7 @@ def register() -> list[Case]:
             input_kinds=(f"irreps:{gate.irreps_in}",),
             output_kinds=(f"irreps:{gate.irreps_out}",),
             group="O3",
-            notes="exact normalisation constants; odd scalars through odd/even acts",
+            notes="exact normalisation constants; odd scalars through odd/even acts; a gated 0o",
             extra={"takes_graph": False},
         )
     )

@@ -1,45 +1,43 @@
 r"""SEGNN: steerable E(3)-equivariant message passing (Brandstetter et al., ICLR 2022).
 
-Equations (receiver i, sender j, :math:`x_{ij} = x_j - x_i`; README "O(3) conventions";
-reference/variants_spec.md §6). :math:`G_W(x \otimes a)` is the gated steerable layer
+Equations (receiver i, sender j, :math:`x_{ij} = x_j - x_i`; irreps in e3nn's layout).
+:math:`G_W(x \otimes a)` is the gated steerable layer
 :class:`~geomp_ref.layers.segnn_blocks.O3TensorProductGate`, :math:`T_W(x \otimes a)` the plain
-one (:class:`~geomp_ref.layers.segnn_blocks.O3TensorProduct`):
+one (:class:`~geomp_ref.layers.segnn_blocks.O3TensorProduct`); :math:`a_{ij}` are the edge
+attributes, :math:`a_i` the node attributes and :math:`s_{ij}` the extra message features
+(:mod:`geomp_ref.layers.segnn_attributes`: computed from positions or given):
 
 .. math::
 
-    a_{ij} &= Y(x_{ij}/\lVert x_{ij}\rVert), \qquad
-    a_i = \frac{1}{|N(i)|}\sum_{j \in N(i)} a_{ij}\ \ (\text{then } a_i^{(0)} := \text{const}),\\
-    m_{ij} &= G_{W_2}\big(G_{W_1}([h_i, h_j, \lVert x_{ij}\rVert^2] \otimes a_{ij}) \otimes a_{ij}\big),
+    m_{ij} &= G_{W_2}\big(G_{W_1}([h_i, h_j, s_{ij}] \otimes a_{ij}) \otimes a_{ij}\big),
     \qquad m_i = \sum_{j} m_{ij},\\
-    h_i' &= h_i + T_{W_4}\big(G_{W_3}([h_i, m_i] \otimes a_i) \otimes a_i\big)   \quad (eqs. 6–8).
+    h_i' &= \mathrm{N}\Big(h_i + T_{W_4}\big(G_{W_3}([h_i, m_i] \otimes a_i) \otimes a_i\big)\Big)
+    \quad (\text{eqs. 6-8}),
 
-``SEGNN`` = embedding :math:`T(f \otimes a_i)`, ``num_layers`` layers, then
-``task="node"``: :math:`T(G(h \otimes a_i) \otimes a_i)`; ``task="graph"``: the same into
-``(irreps_out x num_irreps)`` scalars, mean/sum pooling per graph, :math:`T(G(\cdot))` (an
-invariant readout).
+with :math:`\mathrm{N}` the identity (``norm=None``) or the per-graph
+:class:`~geomp_ref.layers.segnn_norm.InstanceNorm` (``norm="instance"``). ``SEGNN`` = embedding
+:math:`T(f \otimes a_i)`, ``num_layers`` layers (one :class:`SEGNNLayer` spec, separate weights),
+then ``task="node"``: :math:`T(G(h \otimes a_i) \otimes a_i)` into ``irreps_out``;
+``task="graph"``: the same into ``(irreps_out x num_irreps(hidden))`` sorted, mean
+(``pool="avg"``) or sum pooling per graph, then :math:`T(G(\cdot))` without attributes. This is
+Steerable-E3-GNN's ``SEGNN`` (RobDHess, commit 1b95898) with every option of its constructor
+except ``norm="batch"``.
 
-Modes (the named option ``mode``)
----------------------------------
-``"reference"`` reproduces Steerable-E3-GNN (RobDHess, 1b95898): biases on every ``l = 0`` output
-block including pseudoscalars ``0o`` (breaks parity), the node attribute's ``l = 0`` entry
-overwritten with 1 for every node (``catch_isolated_nodes``), and, in :func:`nbody_features`,
-positions centred on the mean of *their own xyz components* (``pos.mean(1)``, issue #12: breaks
-rotation and translation equivariance). ``"corrected"`` biases only ``0e`` blocks, sets
-:math:`a_i^{(0)} = Y^0` (the mean of a constant; also for isolated nodes) and centres on the
-graph's centroid. With ``sh_normalization="component"`` the two node attributes agree.
-The reference N-body setting uses ``sh_normalization="integral"`` (QM9: ``"component"``).
+Modes (``mode``): ``"reference"`` reproduces the published code, including its parity breaks:
+biases on pseudoscalar (``0o``) blocks, the gate reading an unsorted product output (see
+:mod:`geomp_ref.layers.segnn_blocks`), the node attribute's column 0 set to 1; ``"corrected"``
+biases only ``0e`` blocks and feeds the gate its own layout (equivariant for any hidden irreps
+whose first block is ``0e``).
 
-Backward: reverse line order; the message input's cotangent is split into :math:`\bar h_i`,
-:math:`\bar h_j` and :math:`\bar s_{ij}`; :math:`\bar a_{ij}` collects both message layers and the
-mean that forms :math:`a_i`; everything flows to positions through the harmonics' VJP,
-:math:`\bar x_{ij} \mathrel{+}= 2\bar s_{ij} x_{ij}` and :func:`~geomp_ref.graph.edge_vectors_vjp`.
-Proof: ``derivations/segnn.py``.
+Backward: reverse line order; the message input's cotangent splits into :math:`\bar h_i`,
+:math:`\bar h_j` and :math:`\bar s_{ij}`; the attributes' cotangents collect every layer before
+reaching positions or the attribute inputs (``derivations/segnn.py``).
 
 References
 ----------
 J. Brandstetter, R. Hesselink, E. van der Pol, E. J. Bekkers, M. Welling, "Geometric and
 Physical Quantities Improve E(3) Equivariant Message Passing", ICLR 2022, arXiv:2110.02905,
-eqs. (6)–(8).
+eqs. (6)-(8).
 """
 
 from __future__ import annotations
@@ -50,182 +48,50 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .. import o3
-from .._validate import as_float64, check_int
-from ..graph import Graph
+from .._validate import (
+    as_rng,
+    check_cache,
+    check_choice,
+    check_graph,
+    check_int,
+    check_params,
+    node_array,
+)
+from .._validate import grad_out as _grad_out
+from ..o3.spherical_harmonics import LMAX as _SH_LMAX
 from ..ops import scatter
-from .base import Block, check_backend
+from .base import Block
 from .segnn_attributes import (
-    SEGNNAttributes,
-    nbody_features,
+    EDGE_ATTR,
+    MESSAGE_FEATURES,
+    NODE_ATTR,
+    SH_NORMALIZATIONS,
     segnn_attributes,
     segnn_attributes_vjp,
 )
-from .segnn_blocks import O3TensorProduct, O3TensorProductGate, _check_mode
-from .segnn_common import SH_NORMALIZATIONS, _check_zero_length
+from .segnn_blocks import O3TensorProduct, O3TensorProductGate, _irreps
+from .segnn_layer import SEGNNLayer, SEGNNLayerCache, check_hidden
 
-__all__ = [
-    "SEGNN",
-    "SEGNNAttributes",
-    "SEGNNLayer",
-    "nbody_features",
-    "segnn_attributes",
-    "segnn_attributes_vjp",
-]
+__all__ = ["SEGNN", "SEGNNCache", "SEGNNLayer", "SEGNNLayerCache"]
 
 
-def _check_common(owner, sh_normalization, mode, zero_length, backend):
-    if sh_normalization not in SH_NORMALIZATIONS:
-        raise ValueError(f"{owner}.sh_normalization must be one of {SH_NORMALIZATIONS}; got "
-                         f"{sh_normalization!r}")
-    _check_mode(mode, owner)
-    _check_zero_length(zero_length)
-    check_backend(backend, owner)
+class SEGNNReadoutCache(NamedTuple):
+    """The graph task's pooled branch: caches of ``post1`` and ``post2``."""
 
-
-def _check_inputs(graph, h, pos, dim, irreps, name="h"):
-    if not isinstance(graph, Graph):
-        raise TypeError(f"graph must be a Graph built by make_graph; got {type(graph).__name__}")
-    h = as_float64(h, name, ndim=2)
-    if h.shape != (graph.num_nodes, dim):
-        raise ValueError(f"{name} must have shape (num_nodes, {dim}) for irreps {irreps}; got "
-                         f"{h.shape}")
-    pos = as_float64(pos, "pos", ndim=2)
-    if pos.shape != (graph.num_nodes, 3):
-        raise ValueError(f"pos must have shape (num_nodes, 3) = ({graph.num_nodes}, 3); got "
-                         f"{pos.shape}")
-    return h, pos
-
-
-class SEGNNLayerCache(NamedTuple):
-    att: Any  # SEGNNAttributes (None when the attributes were passed in)
-    h: np.ndarray
-    msg1: Any
-    msg2: Any
-    m_ij: np.ndarray
-    m_i: np.ndarray
-    upd1: Any
-    upd2: Any
-
-
-@dataclass(frozen=True)
-class SEGNNLayer(Block):
-    r"""One SEGNN message-passing layer (module docstring, eqs. 6–8).
-
-    Parameters
-    ----------
-    irreps_hidden : Irreps or str
-        Features :math:`h` (first block must be the ``0e`` scalars, e.g. ``"32x0e+32x1o"``).
-    lmax_attr : int
-        Degree of the steerable attributes :math:`a_{ij}, a_i`.
-    mode : {'corrected', 'reference'}
-    sh_normalization : {'integral', 'component', 'norm'}
-    act_constants : {'e3nn', 'exact', 'none'}
-    zero_length : {'raise', 'e3nn'}
-    backend : str
-
-    Notes
-    -----
-    ``forward(params, graph, h, pos) -> (h', cache)``; ``backward(params, cache, grad) ->
-    (grads, (grad_h, grad_pos))``. Params ``{"msg1", "msg2", "upd1", "upd2"}``, each
-    ``{"weight", "bias"}``.
-    """
-
-    irreps_hidden: Any
-    lmax_attr: int = 1
-    mode: str = "corrected"
-    sh_normalization: str = "integral"
-    act_constants: str = "e3nn"
-    zero_length: str = "raise"
-    backend: str = "numpy"
-    msg1: Any = field(init=False, repr=False, compare=False)
-    msg2: Any = field(init=False, repr=False, compare=False)
-    upd1: Any = field(init=False, repr=False, compare=False)
-    upd2: Any = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self):
-        put = object.__setattr__
-        owner = "SEGNNLayer"
-        try:
-            hid = o3.Irreps(self.irreps_hidden)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"{owner}.irreps_hidden must be an irreps string; got "
-                             f"{self.irreps_hidden!r} ({exc})") from None
-        put(self, "irreps_hidden", hid)
-        check_int(self.lmax_attr, f"{owner}.lmax_attr")
-        _check_common(owner, self.sh_normalization, self.mode, self.zero_length, self.backend)
-        sh = o3.Irreps.spherical_harmonics(self.lmax_attr)
-        msg_in = (2 * hid + o3.Irreps("1x0e")).simplify()
-        upd_in = (hid + hid).simplify()
-        kw = {"mode": self.mode, "act_constants": self.act_constants}
-        put(self, "msg1", O3TensorProductGate(msg_in, hid, sh, **kw))
-        put(self, "msg2", O3TensorProductGate(hid, hid, sh, **kw))
-        put(self, "upd1", O3TensorProductGate(upd_in, hid, sh, **kw))
-        put(self, "upd2", O3TensorProduct(hid, hid, sh, mode=self.mode))
-
-    def init(self, rng: np.random.Generator) -> dict:
-        return {k: getattr(self, k).init(rng) for k in ("msg1", "msg2", "upd1", "upd2")}
-
-    def attributes(self, graph, pos) -> SEGNNAttributes:
-        return segnn_attributes(graph, pos, self.lmax_attr, self.sh_normalization, self.mode,
-                                self.zero_length, self.backend)
-
-    def forward(self, params, graph, h, pos):
-        h, pos = _check_inputs(graph, h, pos, self.irreps_hidden.dim, self.irreps_hidden)
-        att = self.attributes(graph, pos)
-        out, cache = self.forward_with_attributes(params, att, h)
-        return out, cache._replace(att=att)
-
-    def forward_with_attributes(self, params, att: SEGNNAttributes, h):
-        graph = att.graph
-        inp = np.concatenate([h[graph.dst], h[graph.src], att.s_ij], axis=1)
-        m1, c1 = self.msg1.forward(params["msg1"], inp, att.a_ij)
-        m_ij, c2 = self.msg2.forward(params["msg2"], m1, att.a_ij)
-        m_i = scatter.aggregate(graph, m_ij, backend=self.backend)
-        u1, c3 = self.upd1.forward(params["upd1"], np.concatenate([h, m_i], axis=1), att.a_i)
-        u2, c4 = self.upd2.forward(params["upd2"], u1, att.a_i)
-        return h + u2, SEGNNLayerCache(None, h, c1, c2, m_ij, m_i, c3, c4)
-
-    def backward_with_attributes(self, params, cache: SEGNNLayerCache, graph, grad_out):
-        """``(grads, grad_h, grad_a_ij, grad_a_i, grad_s_ij)``."""
-        g = as_float64(grad_out, "grad_out", ndim=2)
-        d = self.irreps_hidden.dim
-        grads = {}
-        # reverses `h + u2`, `u2 = upd2(u1, a_i)`, `u1 = upd1([h, m_i], a_i)`
-        grads["upd2"], (g_u1, g_ai) = self.upd2.backward(params["upd2"], cache.upd2, g)
-        grads["upd1"], (g_cat, g_ai1) = self.upd1.backward(params["upd1"], cache.upd1, g_u1)
-        g_h = g + g_cat[:, :d]
-        g_ai = g_ai + g_ai1
-        # reverses `m_i = aggregate(m_ij)`
-        g_m = scatter.aggregate_vjp(graph, cache.m_ij, g_cat[:, d:], backend=self.backend)
-        # reverses `m_ij = msg2(m1, a_ij)` and `m1 = msg1(inp, a_ij)`
-        grads["msg2"], (g_m1, g_aij) = self.msg2.backward(params["msg2"], cache.msg2, g_m)
-        grads["msg1"], (g_inp, g_aij1) = self.msg1.backward(params["msg1"], cache.msg1, g_m1)
-        g_aij = g_aij + g_aij1
-        # reverses `inp = [h_i, h_j, s_ij]`
-        g_h = g_h + scatter.scatter_sum(g_inp[:, :d], graph.dst, graph.num_nodes,
-                                        backend=self.backend)
-        g_h = g_h + scatter.scatter_sum(g_inp[:, d:2 * d], graph.src, graph.num_nodes,
-                                        backend=self.backend)
-        return grads, g_h, g_aij, g_ai, g_inp[:, 2 * d:]
-
-    def backward(self, params, cache: SEGNNLayerCache, grad_out):
-        att = cache.att
-        grads, g_h, g_aij, g_ai, g_s = self.backward_with_attributes(params, cache, att.graph,
-                                                                     grad_out)
-        g_pos = segnn_attributes_vjp(att, self.lmax_attr, self.sh_normalization, g_aij, g_ai, g_s,
-                                     self.backend)
-        return grads, (g_h, g_pos)
+    post1: Any
+    post2: Any
 
 
 class SEGNNCache(NamedTuple):
-    att: SEGNNAttributes
+    """``graph``, the attributes' cache ``att`` and the caches of every block in order."""
+
+    graph: Any
+    att: Any
     embed: Any
     layers: tuple
     pre1: Any
     pre2: Any
-    pooled: Any
-    post1: Any
-    post2: Any
+    readout: Any  # SEGNNReadoutCache, None for task="node"
 
 
 @dataclass(frozen=True)
@@ -235,19 +101,42 @@ class SEGNN(Block):
     Parameters
     ----------
     irreps_in, irreps_hidden, irreps_out : Irreps or str
-        ``irreps_out`` must be scalars for ``task="graph"`` (invariant readout).
+        Input features, hidden features (first block ``0e``), output.
     num_layers : int
     lmax_attr : int
+        Degree of computed harmonics, and the default attribute irreps ``0e + 1o + ...``.
     task : {'graph', 'node'}
     pool : {'avg', 'sum'}
-    mode, sh_normalization, act_constants, zero_length, backend
-        As :class:`SEGNNLayer`.
+        Pooling per graph (``task='graph'``).
+    norm : {None, 'instance'}
+    edge_attr : {'harmonics', 'input'}
+        Edge attributes computed from ``pos`` (:math:`Y(x_{ij}/|x_{ij}|)`) or given.
+    node_attr : {'mean', 'input'}
+        Node attributes as the mean of the incoming edge attributes, or given.
+    message_features : {'squared_distance', 'input', 'none'}
+        Extra message features: :math:`|x_{ij}|^2` (``1x0e``, the published QM9 choice), given
+        (irreps ``additional_message_irreps``, e.g. N-body's ``"2x0e"``), or none.
+    additional_message_irreps : Irreps or str, optional
+        Irreps of given message features (only with ``message_features='input'``).
+    irreps_edge_attr, irreps_node_attr : Irreps or str, optional
+        Irreps of given attributes (only with ``'input'``; default ``Irreps.spherical_harmonics(
+        lmax_attr)``, and the node attributes default to the edge attributes' irreps).
+    mode : {'corrected', 'reference'}
+    sh_normalization : {'integral', 'component', 'norm'}
+        Of computed harmonics (published: N-body ``'integral'``, QM9 ``'component'``).
+    act_constants : {'e3nn', 'exact', 'none'}
+    zero_length : {'raise', 'e3nn'}
+        Zero-length edges with computed harmonics (:func:`geomp_ref.o3.edge_harmonics`).
+    backend : str
 
     Notes
     -----
-    ``forward(params, graph, f, pos) -> (out, cache)`` with ``out`` (num_graphs, dim_out) or
-    (num_nodes, dim_out); ``backward -> (grads, (grad_f, grad_pos))``. Params ``{"embed",
-    "layer0", ..., "pre1", "pre2"[, "post1", "post2"]}``.
+    ``forward(params, graph, f, pos=None, edge_attr=None, node_attr=None, message_features=None)
+    -> (out, cache)`` with ``out`` (num_graphs, dim_out) or (num_nodes, dim_out); an input is
+    given exactly when the options use it. ``backward -> (grads, (grad_f, grad_pos,
+    grad_edge_attr, grad_node_attr, grad_message_features))``, None for inputs not taken. Params
+    ``{"embed", "layers": {"0", ...}, "pre1", "pre2"[, "post1", "post2"]}`` (the published
+    ``embedding_layer``, ``layers``, ``pre_pool1/2``, ``post_pool1/2``).
     """
 
     irreps_in: Any
@@ -257,101 +146,163 @@ class SEGNN(Block):
     lmax_attr: int = 1
     task: str = "graph"
     pool: str = "avg"
+    norm: Any = None
+    edge_attr: str = "harmonics"
+    node_attr: str = "mean"
+    message_features: str = "squared_distance"
+    additional_message_irreps: Any = None
+    irreps_edge_attr: Any = None
+    irreps_node_attr: Any = None
     mode: str = "corrected"
     sh_normalization: str = "integral"
     act_constants: str = "e3nn"
     zero_length: str = "raise"
     backend: str = "numpy"
-    blocks: Any = field(init=False, repr=False, compare=False)
+    embed: Any = field(init=False, repr=False, compare=False)
+    layer: Any = field(init=False, repr=False, compare=False)
+    pre1: Any = field(init=False, repr=False, compare=False)
+    pre2: Any = field(init=False, repr=False, compare=False)
+    post1: Any = field(init=False, repr=False, compare=False)
+    post2: Any = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         put = object.__setattr__
-        owner = "SEGNN"
-        irr = {}
+        o = "SEGNN"
         for name in ("irreps_in", "irreps_hidden", "irreps_out"):
-            try:
-                irr[name] = o3.Irreps(getattr(self, name))
-            except (ValueError, TypeError) as exc:
-                raise ValueError(f"{owner}.{name} must be an irreps string; got "
-                                 f"{getattr(self, name)!r} ({exc})") from None
-            put(self, name, irr[name])
-        check_int(self.num_layers, f"{owner}.num_layers")
-        check_int(self.lmax_attr, f"{owner}.lmax_attr")
-        _check_common(owner, self.sh_normalization, self.mode, self.zero_length, self.backend)
-        if self.task not in ("graph", "node"):
-            raise ValueError(f"{owner}.task must be 'graph' or 'node'; got {self.task!r}")
-        if self.pool not in ("avg", "sum"):
-            raise ValueError(f"{owner}.pool must be 'avg' or 'sum'; got {self.pool!r}")
+            put(self, name, _irreps(getattr(self, name), f"{o}.{name}"))
+        check_hidden(self.irreps_hidden, f"{o}.irreps_hidden")
+        check_int(self.num_layers, f"{o}.num_layers")
+        check_int(self.lmax_attr, f"{o}.lmax_attr", maximum=_SH_LMAX)
+        check_choice(self.task, f"{o}.task", ("graph", "node"))
+        check_choice(self.pool, f"{o}.pool", ("avg", "sum"))
+        check_choice(self.edge_attr, f"{o}.edge_attr", EDGE_ATTR)
+        check_choice(self.node_attr, f"{o}.node_attr", NODE_ATTR)
+        check_choice(self.message_features, f"{o}.message_features", MESSAGE_FEATURES)
+        check_choice(self.sh_normalization, f"{o}.sh_normalization", SH_NORMALIZATIONS)
+        check_choice(self.zero_length, f"{o}.zero_length", ("raise", "e3nn"))
         sh = o3.Irreps.spherical_harmonics(self.lmax_attr)
+        edge = self._optional_irreps("irreps_edge_attr", self.edge_attr == "input", sh)
+        node = self._optional_irreps("irreps_node_attr", self.node_attr == "input", edge)
+        if self.node_attr == "mean" and (len(edge) == 0 or edge[0].ir != o3.Irrep("0e")):
+            raise ValueError(f"{o}.irreps_edge_attr must start with 0e for node_attr='mean' (its "
+                             f"column 0 becomes the constant node attribute); got {edge}")
+        add = self._optional_irreps("additional_message_irreps",
+                                    self.message_features == "input", None)
+        if self.message_features == "squared_distance":
+            add = o3.Irreps("1x0e")
+        elif self.message_features == "input" and add is None:
+            raise ValueError(f"{o}.additional_message_irreps must be given with "
+                             "message_features='input' (e.g. '2x0e')")
         hid, out = self.irreps_hidden, self.irreps_out
+        layer = SEGNNLayer(hid, edge, node, add, self.norm, self.mode, self.act_constants,
+                           self.backend)
         kw = {"mode": self.mode}
         gkw = {"mode": self.mode, "act_constants": self.act_constants}
-        blocks = {"embed": O3TensorProduct(self.irreps_in, hid, sh, **kw)}
-        layer = SEGNNLayer(hid, self.lmax_attr, self.mode, self.sh_normalization,
-                           self.act_constants, self.zero_length, self.backend)
-        for k in range(self.num_layers):
-            blocks[f"layer{k}"] = layer
-        blocks["pre1"] = O3TensorProductGate(hid, hid, sh, **gkw)
+        put(self, "layer", layer)
+        put(self, "embed", O3TensorProduct(self.irreps_in, hid, node, **kw))
+        put(self, "pre1", O3TensorProductGate(hid, hid, node, **gkw))
+        post1 = post2 = None
         if self.task == "graph":
-            if not all(ir == o3.Irrep("0e") for _, ir in out):
-                raise ValueError(f"{owner}.irreps_out must be 0e scalars for task='graph' (an "
-                                 f"invariant readout); got {out}")
             pooled = (out * hid.num_irreps).simplify().sort().irreps
-            blocks["pre2"] = O3TensorProduct(hid, pooled, sh, **kw)
-            blocks["post1"] = O3TensorProductGate(pooled, pooled, None, **gkw)
-            blocks["post2"] = O3TensorProduct(pooled, out, None, **kw)
+            put(self, "pre2", O3TensorProduct(hid, pooled, node, **kw))
+            try:
+                post1 = O3TensorProductGate(pooled, pooled, None, **gkw)
+            except ValueError as exc:
+                raise ValueError(f"{o}.irreps_out={out} cannot be read out per graph: {exc}"
+                                 ) from None
+            post2 = O3TensorProduct(pooled, out, None, **kw)
         else:
-            blocks["pre2"] = O3TensorProduct(hid, out, sh, **kw)
-        put(self, "blocks", blocks)
+            put(self, "pre2", O3TensorProduct(hid, out, node, **kw))
+        put(self, "post1", post1)
+        put(self, "post2", post2)
 
-    def init(self, rng: np.random.Generator) -> dict:
-        return {k: b.init(rng) for k, b in self.blocks.items()}
+    def _optional_irreps(self, name, given, default):
+        """The irreps of an attribute: given (only for inputs) or the default, stored back so
+        that ``dataclasses.replace`` round-trips (a stored default is accepted again)."""
+        value = getattr(self, name)
+        irreps = default if value is None else _irreps(value, f"SEGNN.{name}")
+        if value is not None and not given and irreps != default:
+            raise ValueError(f"SEGNN.{name} applies to given inputs only; leave it None with "
+                             f"edge_attr={self.edge_attr!r}, node_attr={self.node_attr!r}, "
+                             f"message_features={self.message_features!r}")
+        object.__setattr__(self, name, irreps)
+        return irreps
 
-    def forward(self, params, graph, f, pos):
-        f, pos = _check_inputs(graph, f, pos, self.irreps_in.dim, self.irreps_in, name="f")
-        b = self.blocks
-        layer = b.get("layer0")
-        att = segnn_attributes(graph, pos, self.lmax_attr, self.sh_normalization, self.mode,
-                               self.zero_length, self.backend)
-        h, c_embed = b["embed"].forward(params["embed"], f, att.a_i)
-        lcs = []
+    def _children(self):
+        names = ("embed", "pre1", "pre2") + (("post1", "post2") if self.task == "graph" else ())
+        return {k: getattr(self, k) for k in names}
+
+    def param_shapes(self) -> dict:
+        shapes = {k: b.param_shapes() for k, b in self._children().items()}
+        shapes["layers"] = {str(k): self.layer.param_shapes() for k in range(self.num_layers)}
+        return shapes
+
+    def init(self, rng) -> dict:
+        rng = as_rng(rng, "rng")
+        params = {"embed": self.embed.init(rng)}
+        params["layers"] = {str(k): self.layer.init(rng) for k in range(self.num_layers)}
+        for k, b in self._children().items():
+            if k != "embed":
+                params[k] = b.init(rng)
+        return params
+
+    def forward(self, params, graph, f, pos=None, edge_attr=None, node_attr=None,
+                message_features=None):
+        check_params(params, self.param_shapes(), "SEGNN", exact=True)
+        graph = check_graph(graph)
+        f = node_array(f, "f", graph, self.irreps_in.dim)
+        (a_ij, a_i, s_ij), att = segnn_attributes(self, graph, pos, edge_attr, node_attr,
+                                                  message_features)
+        h, c_embed = self.embed.forward(params["embed"], f, a_i)
+        c_layers = []
         for k in range(self.num_layers):
-            h, c = layer.forward_with_attributes(params[f"layer{k}"], att, h)
-            lcs.append(c)
-        h, c_pre1 = b["pre1"].forward(params["pre1"], h, att.a_i)
-        h, c_pre2 = b["pre2"].forward(params["pre2"], h, att.a_i)
-        pooled = c_post1 = c_post2 = None
+            h, c = self.layer.forward(params["layers"][str(k)], graph, h, a_ij, a_i, s_ij)
+            c_layers.append(c)
+        h, c_pre1 = self.pre1.forward(params["pre1"], h, a_i)
+        h, c_pre2 = self.pre2.forward(params["pre2"], h, a_i)
+        readout = None
         if self.task == "graph":
-            red = scatter.scatter_mean if self.pool == "avg" else scatter.scatter_sum
-            pooled = red(h, graph.batch, graph.num_graphs, backend=self.backend)
-            h, c_post1 = b["post1"].forward(params["post1"], pooled)
-            h, c_post2 = b["post2"].forward(params["post2"], h)
-        return h, SEGNNCache(att, c_embed, tuple(lcs), c_pre1, c_pre2, pooled, c_post1, c_post2)
+            pool = scatter.scatter_mean if self.pool == "avg" else scatter.scatter_sum
+            pooled = pool(h, graph.batch, graph.num_graphs, backend=self.backend)
+            h, c_post1 = self.post1.forward(params["post1"], pooled)
+            h, c_post2 = self.post2.forward(params["post2"], h)
+            readout = SEGNNReadoutCache(c_post1, c_post2)
+        cache = SEGNNCache(graph, att, c_embed, tuple(c_layers), c_pre1, c_pre2, readout)
+        return h, cache
 
     def backward(self, params, cache: SEGNNCache, grad_out):
-        b = self.blocks
-        att = cache.att
-        graph = att.graph
-        g = as_float64(grad_out, "grad_out", ndim=2)
+        check_cache(cache, SEGNNCache, "SEGNN")
+        graph = cache.graph
+        rows = graph.num_graphs if self.task == "graph" else graph.num_nodes
+        g = _grad_out(grad_out, (rows, self.irreps_out.dim), "SEGNN")
         grads = {}
+        # reverses the graph readout: post2, post1, then the pooling
         if self.task == "graph":
-            grads["post2"], (g,) = b["post2"].backward(params["post2"], cache.post2, g)
-            grads["post1"], (g,) = b["post1"].backward(params["post1"], cache.post1, g)
+            grads["post2"], (g, _) = self.post2.backward(params["post2"], cache.readout.post2, g)
+            grads["post1"], (g, _) = self.post1.backward(params["post1"], cache.readout.post1, g)
             vjp = scatter.scatter_mean_vjp if self.pool == "avg" else scatter.scatter_sum_vjp
-            # reverses the pooling (the VJPs read only the index, not the values)
             g = vjp(None, graph.batch, graph.num_graphs, g, backend=self.backend)[0]
-        grads["pre2"], (g, g_ai) = b["pre2"].backward(params["pre2"], cache.pre2, g)
-        grads["pre1"], (g, g_ai1) = b["pre1"].backward(params["pre1"], cache.pre1, g)
+        # reverses `pre2(h, a_i)` and `pre1(h, a_i)`
+        grads["pre2"], (g, g_ai) = self.pre2.backward(params["pre2"], cache.pre2, g)
+        grads["pre1"], (g, g_ai1) = self.pre1.backward(params["pre1"], cache.pre1, g)
         g_ai = g_ai + g_ai1
-        g_aij = np.zeros_like(att.a_ij)
-        g_s = np.zeros_like(att.s_ij)
-        layer = b.get("layer0")
+        # reverses the layers, last first; the attributes collect every layer's cotangent
+        g_aij, g_s = 0.0, 0.0
+        grads["layers"] = {}
         for k in reversed(range(self.num_layers)):
-            grads[f"layer{k}"], g, ga, gi, gs = layer.backward_with_attributes(
-                params[f"layer{k}"], cache.layers[k], graph, g)
-            g_aij, g_ai, g_s = g_aij + ga, g_ai + gi, g_s + gs
-        grads["embed"], (g_f, g_ai1) = b["embed"].backward(params["embed"], cache.embed, g)
+            grads["layers"][str(k)], (g, ga, gi, gs) = self.layer.backward(
+                params["layers"][str(k)], cache.layers[k], g)
+            g_aij, g_ai = g_aij + ga, g_ai + gi
+            g_s = g_s + gs if gs is not None else g_s
+        grads["layers"] = dict(sorted(grads["layers"].items(), key=lambda kv: int(kv[0])))
+        # reverses `h = embed(f, a_i)`
+        grads["embed"], (g_f, g_ai1) = self.embed.backward(params["embed"], cache.embed, g)
         g_ai = g_ai + g_ai1
-        g_pos = segnn_attributes_vjp(att, self.lmax_attr, self.sh_normalization, g_aij, g_ai, g_s,
-                                     self.backend)
-        return grads, (g_f, g_pos)
+        # reverses the attributes
+        E = graph.num_edges
+        if np.ndim(g_aij) == 0:
+            g_aij = np.zeros((E, self.layer.irreps_edge_attr.dim))
+        if np.ndim(g_s) == 0 and self.layer.additional_message_irreps is not None:
+            g_s = np.zeros((E, self.layer.additional_message_irreps.dim))
+        g_pos, g_edge, g_node, g_msg = segnn_attributes_vjp(self, cache.att, g_aij, g_ai, g_s)
+        return grads, (g_f, g_pos, g_edge, g_node, g_msg)

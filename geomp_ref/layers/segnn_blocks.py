@@ -1,26 +1,41 @@
 r"""SEGNN's steerable layers: ``O3TensorProduct`` and ``O3TensorProductGate``.
 
-Equations (irreps layout and conventions: e3nn >= 0.5, README "O(3) conventions")
-------------------------------------------------------------------------------------
-
-SEGNN's ``O3TensorProduct`` (Brandstetter et al. 2022, eq. 8 and the code's rescaling): a fully
-connected Clebsch–Gordan product whose e3nn path constant is multiplied back by
-:math:`\sqrt{\mathrm{fan\_in}_o}`, plus a bias on scalar output blocks:
+Equations (irreps layout: e3nn >= 0.5, multiplicity-major)
+----------------------------------------------------------
+SEGNN's ``O3TensorProduct`` (Brandstetter et al. 2022, eq. 8 and the published code's rescaling)
+is a fully connected Clebsch–Gordan product whose e3nn path constant is multiplied back by
+:math:`\sqrt{\mathrm{fan\_in}_o}` (the published code divides by :math:`1/\sqrt{F_o}`; so does
+this one), plus a bias on scalar output blocks:
 
 .. math::
 
-    z_{o} = \sqrt{F_o}\, \mathrm{FCTP}_W(x_1, x_2)_o + b_o\,[l_o = 0],\qquad
+    z_{o} = \mathrm{FCTP}_W(x_1, x_2)_o \,/\, F_o^{-1/2} + b_o\,[l_o = 0],\qquad
     F_o = \sum_{p \to o} m_1 m_2 .
 
-``mode="reference"`` puts a bias on every ``l = 0`` block, pseudoscalars ``0o`` included (as
-Steerable-E3-GNN reads ``l`` from the irreps string), which breaks parity equivariance;
-``mode="corrected"`` biases only ``0e`` blocks. ``O3TensorProductGate`` appends SEGNN's swish
-gate: the first output block holds the scalars (SiLU), one ``0e`` gate (sigmoid) per non-scalar
-irrep; without non-scalar irreps a plain SiLU (no constant) as in the reference code.
+Without a second input (``irreps_in2=None``) the product is taken with the constant ``1x0e``
+feature 1, i.e. an equivariant linear map.
 
-VJPs: the tensor product's is :mod:`geomp_ref.o3.tensor_product`'s (bilinear) times the same
-rescaling, the gate's is :class:`geomp_ref.o3.Gate`'s; checked in
-``derivations/segnn.py``.
+``O3TensorProductGate`` (the published ``O3TensorProductSwishGate``) appends the swish gate: the
+first block of ``irreps_out`` holds the scalars (SiLU), each further irrep copy gets one ``0e``
+gate (sigmoid). The product writes ``scalars + gates + gated`` in that order (``irreps_g``, simply
+concatenated), while e3nn's ``Gate`` reads its input sorted by ``(l, p)`` (``0o`` before ``0e``,
+``1o`` before ``1e``, lower ``l`` first). Without non-scalar irreps the gate is a plain SiLU (no
+normalisation constant), as in the published code.
+
+Modes (``mode``)
+----------------
+``"reference"`` reproduces Steerable-E3-GNN (RobDHess, commit 1b95898) exactly: a bias on every
+``l = 0`` output block, pseudoscalars ``0o`` included (it reads ``l`` from the irreps string),
+which breaks parity equivariance; and the product's output is handed to the gate as it is, so
+when ``irreps_g`` is not already sorted (a ``0o`` or an unsorted hidden irreps such as
+``"8x0e+2x2e+2x1o"``) the gate reads columns of the wrong irreps, which breaks parity or even
+rotation equivariance. ``"corrected"`` biases only ``0e`` blocks and permutes the columns into the
+gate's layout (``Gate.input_columns``), with the same parameters, so it is E(3)-equivariant for
+any hidden irreps whose first block is ``0e``.
+
+VJPs: the tensor product's is :class:`geomp_ref.o3.TensorProduct`'s (bilinear) through the same
+rescaling; the permutation reverses into a scatter of columns; the gate's is
+:class:`geomp_ref.o3.Gate`'s (``derivations/segnn.py`` checks the whole layer symbolically).
 """
 
 from __future__ import annotations
@@ -32,49 +47,66 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .. import o3
-from .._validate import as_float64
+from .._validate import as_float64, as_rng, check_cache, check_choice, check_params
+from .._validate import grad_out as _grad_out
+from ..o3.activations import NORMALIZE_ACT
 from ..ops import activations
 from .base import Block
-from .segnn_common import _act_parity, gate_backward, gate_forward, make_gate
 
-__all__ = ["O3TensorProduct", "O3TensorProductGate"]
+__all__ = ["MODES", "O3TensorProduct", "O3TensorProductCache", "O3TensorProductGate",
+           "O3TensorProductGateCache"]
 
-# --- SEGNN's O3 layers -------------------------------------------------------------------------
+MODES = ("corrected", "reference")
 
 
-def _check_mode(mode: str, owner: str) -> None:
-    if mode not in ("reference", "corrected"):
-        raise ValueError(f"{owner}.mode must be 'reference' (Steerable-E3-GNN's choices) or "
-                         f"'corrected' (parity-safe biases); got {mode!r}")
+def _irreps(value, name):
+    try:
+        return o3.Irreps(value)
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise ValueError(f"{name} must be an irreps string like '8x0e+8x1o'; got {value!r} "
+                         f"({exc})") from None
+
+
+def check_mode(mode, owner: str) -> str:
+    """``mode`` if it is ``'corrected'`` or ``'reference'``; the error names ``owner.mode``."""
+    return check_choice(mode, f"{owner}.mode", MODES)
 
 
 class O3TensorProductCache(NamedTuple):
-    tp: Any  # TensorProductCache of the fully connected product
+    """``tp``: the product's :class:`~geomp_ref.o3.tensor_product.TensorProductCache`;
+    ``has_x2``: whether ``x2`` was an input; ``rows``: the number of samples."""
+
+    tp: Any
     has_x2: bool
+    rows: int
 
 
 @dataclass(frozen=True)
 class O3TensorProduct(Block):
-    r"""SEGNN's bilinear steerable layer :math:`z = \sqrt{F}\,\mathrm{FCTP}_W(x_1, x_2) + b`.
+    r"""SEGNN's bilinear steerable layer :math:`z = \mathrm{FCTP}_W(x_1, x_2) / F^{-1/2} + b`.
 
     Parameters
     ----------
     irreps_in1, irreps_out : Irreps or str
     irreps_in2 : Irreps or str, optional
-        The steerable attribute (``None``: ``"1x0e"`` fed with ones, a per-l linear layer).
+        The steerable attribute (``None``: the constant ``1x0e`` feature 1, a per-l linear map).
     mode : {'corrected', 'reference'}
         Biases on ``0e`` blocks only, or on every ``l = 0`` block (``0o`` included) as the
-        reference code does.
+        published code does.
 
-    Params: ``{"weight": (weight_numel,), "bias": (num_bias,)}`` (e3nn's flat weight layout;
-    ``bias`` concatenates the biased blocks in order, absent when there is none).
-    ``forward(params, x1[, x2]) -> (z, cache)``; ``backward -> (grads, (grad_x1[, grad_x2]))``.
+    Notes
+    -----
+    ``param_shapes() -> {"weight": (weight_numel,)[, "bias": (num_bias,)]}`` (e3nn's flat weight
+    layout; ``bias`` concatenates the biased blocks in order, absent when there is none).
+    ``forward(params, x1, x2=None) -> (z, cache)`` with ``x1`` ``(Z, dim1)`` and ``x2``
+    ``(Z, dim2)`` exactly when ``irreps_in2`` is set; ``backward(params, cache, grad_out) ->
+    (grads, (grad_x1, grad_x2 or None))``.
 
     Raises
     ------
     ValueError
-        If an output block cannot be reached from ``irreps_in1 x irreps_in2`` (the reference
-        code would divide by a zero rescaling factor there and return NaN).
+        If an output block cannot be reached from ``irreps_in1 x irreps_in2`` (the published code
+        would divide by a zero rescaling factor there and return NaN).
     """
 
     irreps_in1: Any
@@ -82,40 +114,37 @@ class O3TensorProduct(Block):
     irreps_in2: Any = None
     mode: str = "corrected"
     tp: Any = field(init=False, repr=False, compare=False)
-    _rescale: Any = field(init=False, repr=False, compare=False)
+    _sqrt_k: Any = field(init=False, repr=False, compare=False)
     _bias_cols: Any = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         put = object.__setattr__
         owner = type(self).__name__
-        _check_mode(self.mode, owner)
+        check_mode(self.mode, owner)
         for name in ("irreps_in1", "irreps_out"):
-            try:
-                put(self, name, o3.Irreps(getattr(self, name)))
-            except (ValueError, TypeError) as exc:
-                raise ValueError(f"{owner}.{name} must be an irreps string like '8x0e+8x1o'; got "
-                                 f"{getattr(self, name)!r} ({exc})") from None
-        in2 = o3.Irreps("1x0e" if self.irreps_in2 is None else self.irreps_in2)
+            put(self, name, _irreps(getattr(self, name), f"{owner}.{name}"))
+        if self.irreps_in2 is not None:
+            put(self, "irreps_in2", _irreps(self.irreps_in2, f"{owner}.irreps_in2"))
+        in2 = o3.Irreps("1x0e") if self.irreps_in2 is None else self.irreps_in2
         tp = o3.FullyConnectedTensorProduct(self.irreps_in1, in2, self.irreps_out,
                                             shared_weights=True, internal_weights=True)
         fan = {}
         for ins in tp.instructions:
             m1, m2, _mo = ins.path_shape
             fan[ins.i_out] = fan.get(ins.i_out, 0) + m1 * m2
-        rescale = np.zeros(self.irreps_out.dim)
+        sqrt_k = np.zeros(self.irreps_out.dim)
         for k, ((mul, ir), sl) in enumerate(zip(self.irreps_out, self.irreps_out.slices())):
             if k not in fan:
                 raise ValueError(
                     f"{owner}.irreps_out: block {k} ({mul}x{ir}) cannot be coupled from "
                     f"irreps_in1={self.irreps_in1} and irreps_in2={in2} (no Clebsch-Gordan path); "
                     "remove it or add an input irrep that reaches it")
-            # SEGNN divides by sqrt_k = 1/sqrt(fan_in) (float64 when built under float64)
-            rescale[sl] = 1.0 / (1.0 / math.sqrt(fan[k]))
+            sqrt_k[sl] = 1.0 / math.sqrt(fan[k])
         bias_cols = [np.arange(sl.start, sl.stop) for (mul, ir), sl in
                      zip(self.irreps_out, self.irreps_out.slices())
                      if ir.l == 0 and (ir.p == 1 or self.mode == "reference")]
         put(self, "tp", tp)
-        put(self, "_rescale", rescale)
+        put(self, "_sqrt_k", sqrt_k)
         put(self, "_bias_cols", np.concatenate(bias_cols).astype(np.int64) if bias_cols
             else np.zeros(0, np.int64))
 
@@ -123,72 +152,98 @@ class O3TensorProduct(Block):
     def num_bias(self) -> int:
         return int(self._bias_cols.size)
 
-    def _fan_in_bounds(self):
-        return 1.0 / self._rescale  # 1/sqrt(fan_in) per output column
+    def param_shapes(self) -> dict:
+        shapes = {"weight": (self.tp.weight_numel,)}
+        if self.num_bias:
+            shapes["bias"] = (self.num_bias,)
+        return shapes
 
-    def init(self, rng: np.random.Generator) -> dict:
-        """SEGNN's init: weights and biases ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` per block."""
+    def init(self, rng) -> dict:
+        """SEGNN's init: weights and biases ``U(-1/sqrt(F), 1/sqrt(F))`` per output block."""
+        rng = as_rng(rng, "rng")
         w = np.empty(self.tp.weight_numel)
         off = 0
+        starts = [sl.start for sl in self.irreps_out.slices()]
         for ins in self.tp.instructions:
             n = math.prod(ins.path_shape)
-            start = self.irreps_out.slices()[ins.i_out].start
-            b = self._fan_in_bounds()[start]
+            b = self._sqrt_k[starts[ins.i_out]]
             w[off:off + n] = rng.uniform(-b, b, size=n)
             off += n
         params = {"weight": w}
         if self.num_bias:
-            b = self._fan_in_bounds()[self._bias_cols]
+            b = self._sqrt_k[self._bias_cols]
             params["bias"] = rng.uniform(-b, b)
         return params
 
     def forward(self, params, x1, x2=None):
-        if not isinstance(params, dict) or "weight" not in params:
-            raise ValueError(f"params of {type(self).__name__} must be a dict with 'weight'"
-                             " (and 'bias'); build them with init(rng)")
+        owner = type(self).__name__
+        check_params(params, self.param_shapes(), owner, exact=True)
         x1 = as_float64(x1, "x1", ndim=2)
+        if x1.shape[1] != self.irreps_in1.dim:
+            raise ValueError(f"x1 must have shape (num_samples, {self.irreps_in1.dim}) for "
+                             f"{owner}.irreps_in1={self.irreps_in1}; got {x1.shape}")
         has_x2 = self.irreps_in2 is not None
         if has_x2:
             if x2 is None:
-                raise ValueError(f"x2 (irreps {self.irreps_in2}) must be given")
+                raise ValueError(f"x2 (irreps {self.irreps_in2}) must be given: {owner} was built "
+                                 "with irreps_in2")
             x2 = as_float64(x2, "x2", ndim=2)
+            if x2.shape != (x1.shape[0], self.irreps_in2.dim):
+                raise ValueError(
+                    f"x2 must have shape ({x1.shape[0]}, {self.irreps_in2.dim}) (one row per row "
+                    f"of x1, irreps_in2={self.irreps_in2}); got {x2.shape}")
         else:
             if x2 is not None:
-                raise ValueError("x2 must be omitted: this layer was built with irreps_in2=None")
+                raise ValueError(f"x2 must be None: {owner} was built with irreps_in2=None")
             x2 = np.ones((x1.shape[0], 1))
         z, tpc = self.tp.forward({"weight": params["weight"]}, x1, x2)
-        z = z * self._rescale
+        z = z / self._sqrt_k
         if self.num_bias:
-            b = as_float64(params.get("bias"), "params['bias']", ndim=1)
-            if b.shape != (self.num_bias,):
-                raise ValueError(f"params['bias'] must have shape ({self.num_bias},)")
-            z[:, self._bias_cols] += b
-        return z, O3TensorProductCache(tpc, has_x2)
+            z[:, self._bias_cols] += as_float64(params["bias"], "params['bias']")
+        return z, O3TensorProductCache(tpc, has_x2, x1.shape[0])
 
     def backward(self, params, cache: O3TensorProductCache, grad_out):
-        g = np.asarray(grad_out, dtype=np.float64)
+        owner = type(self).__name__
+        check_cache(cache, O3TensorProductCache, owner)
+        g = _grad_out(grad_out, (cache.rows, self.irreps_out.dim), owner)
         grads = {}
+        # reverses `z[:, cols] += b`
         if self.num_bias:
-            grads["bias"] = g[:, self._bias_cols].sum(axis=0)  # reverses `z[:, cols] += b`
-        # reverses `z = z * rescale` and the tensor product
-        gp, (gx1, gx2) = self.tp.backward({"weight": params["weight"]}, cache.tp, g * self._rescale)
+            grads["bias"] = g[:, self._bias_cols].sum(axis=0)
+        # reverses `z = z / sqrt_k` and the tensor product
+        gp, (gx1, gx2, _) = self.tp.backward({"weight": params["weight"]}, cache.tp,
+                                             g / self._sqrt_k)
         grads["weight"] = gp["weight"]
-        return grads, ((gx1, gx2) if cache.has_x2 else (gx1,))
+        return grads, (gx1, gx2 if cache.has_x2 else None)
 
 
 class O3TensorProductGateCache(NamedTuple):
+    """``tp``: the product's cache; ``gate``: the :class:`~geomp_ref.o3.gating.GateCache`, or the
+    pre-activation ``zt`` for the plain SiLU."""
+
     tp: O3TensorProductCache
-    gate: Any  # GateCache, or the pre-activation for the plain SiLU
+    gate: Any
 
 
 @dataclass(frozen=True)
 class O3TensorProductGate(Block):
     r"""SEGNN's ``O3TensorProductSwishGate``: :class:`O3TensorProduct` into
-    ``scalars + gates + gated`` followed by the swish gate.
+    ``scalars + gates + gated`` followed by the swish gate (module docstring).
 
-    ``irreps_out`` must start with its ``0e`` scalars (the reference treats the first block as
-    the scalars). ``act_constants``: ``"e3nn"`` (default, matches e3nn's Gate), ``"exact"`` or
-    ``"none"``. Params and signatures as :class:`O3TensorProduct`.
+    Parameters
+    ----------
+    irreps_in1, irreps_out, irreps_in2, mode
+        As :class:`O3TensorProduct`; ``irreps_out`` is the gate's output and its first block
+        (the SiLU scalars) must be ``0e``.
+    act_constants : {'e3nn', 'exact', 'none'}
+        Normalisation constants of the gate's SiLU and sigmoid (:mod:`geomp_ref.o3.activations`);
+        ``'e3nn'`` (default) is what the published code gets from e3nn's ``Gate``.
+
+    Notes
+    -----
+    The gate has no parameters, so the block's params are exactly those of its product ``tp``
+    (as in the published code, where the gated layer subclasses the product): ``param_shapes()``
+    and the signatures are those of :class:`O3TensorProduct`.
     """
 
     irreps_in1: Any
@@ -198,49 +253,76 @@ class O3TensorProductGate(Block):
     act_constants: str = "e3nn"
     tp: Any = field(init=False, repr=False, compare=False)
     gate: Any = field(init=False, repr=False, compare=False)
+    _columns: Any = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         put = object.__setattr__
         owner = type(self).__name__
-        try:
-            out = o3.Irreps(self.irreps_out)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"{owner}.irreps_out must be an irreps string; got "
-                             f"{self.irreps_out!r} ({exc})") from None
+        check_mode(self.mode, owner)
+        check_choice(self.act_constants, f"{owner}.act_constants", NORMALIZE_ACT)
+        out = _irreps(self.irreps_out, f"{owner}.irreps_out")
         if len(out) == 0 or out[0].ir.l != 0:
             raise ValueError(f"{owner}.irreps_out must start with its scalars (e.g. "
                              f"'16x0e+8x1o'); got {out}")
+        if out[0].ir.p != 1:
+            blocks = list(out)
+            k = next((i for i, b in enumerate(blocks) if b.ir == o3.Irrep("0e")), None)
+            fix = ("add 0e scalars in front, e.g. '8x0e+" + str(out) + "'" if k is None else
+                   f"e.g. '{o3.Irreps([blocks[k]] + blocks[:k] + blocks[k + 1:])}'")
+            raise ValueError(
+                f"{owner}.irreps_out: the first block ({out[0]}) goes through SiLU, which is "
+                "neither even nor odd, so it must be 0e (e3nn's sort puts 0o before 0e, so do "
+                "not sort these irreps); put a 0e block first, and any 0o block after it is "
+                f"gated: {fix}")
         put(self, "irreps_out", out)
         scalars = o3.Irreps([out[0]])
         gated = o3.Irreps(list(out)[1:])
+        columns = None
         if gated.num_irreps:
             gates = o3.Irreps(f"{gated.num_irreps}x0e")
-            gate = make_gate(scalars, ("silu",), gates, ("sigmoid",), gated,
-                             self.act_constants, f"{owner}.irreps_out")
-            irreps_g = o3.Irreps(list(scalars) + list(gates) + list(gated)).simplify()
-            if irreps_g != gate.irreps_in:
-                raise ValueError(f"{owner}.irreps_out={out}: the reference feeds {irreps_g} to a "
-                                 f"gate expecting {gate.irreps_in}; sort irreps_out first")
+            gate = o3.Gate(scalars, ["silu"], gates, ["sigmoid"], gated,
+                           normalize_act=self.act_constants)
+            irreps_g = (scalars + gates + gated).simplify()
+            identity = np.array_equal(gate.input_columns, np.arange(irreps_g.dim))
+            if self.mode == "corrected" and not identity:
+                columns = gate.input_columns
         else:
-            _act_parity("silu", scalars[0].ir.p, f"{owner}.irreps_out")
             gate, irreps_g = None, out
         put(self, "gate", gate)
-        put(self, "tp", O3TensorProduct(self.irreps_in1, irreps_g, self.irreps_in2, self.mode))
+        put(self, "_columns", columns)
+        try:
+            tp = O3TensorProduct(self.irreps_in1, irreps_g, self.irreps_in2, self.mode)
+        except ValueError as exc:  # name the block the user built
+            raise ValueError(f"{owner} (its product into {irreps_g}): {exc}") from None
+        put(self, "tp", tp)
+        put(self, "irreps_in1", tp.irreps_in1)
+        put(self, "irreps_in2", tp.irreps_in2)
 
-    def init(self, rng: np.random.Generator) -> dict:
+    def param_shapes(self) -> dict:
+        return self.tp.param_shapes()
+
+    def init(self, rng) -> dict:
         return self.tp.init(rng)
 
     def forward(self, params, x1, x2=None):
         zt, tpc = self.tp.forward(params, x1, x2)
         if self.gate is None:
             return activations.silu(zt), O3TensorProductGateCache(tpc, zt)
-        y, gc = gate_forward(self.gate, zt)
+        xg = zt if self._columns is None else zt[:, self._columns]
+        y, gc = self.gate.forward({}, xg)
         return y, O3TensorProductGateCache(tpc, gc)
 
     def backward(self, params, cache: O3TensorProductGateCache, grad_out):
-        g = np.asarray(grad_out, dtype=np.float64)
+        owner = type(self).__name__
+        check_cache(cache, O3TensorProductGateCache, owner)
+        g = _grad_out(grad_out, (cache.tp.rows, self.irreps_out.dim), owner)
         if self.gate is None:
             gz = activations.silu_vjp(cache.gate, g)  # reverses `silu(zt)`
         else:
-            gz = gate_backward(self.gate, cache.gate, g)  # reverses the gate
+            _, (gxg,) = self.gate.backward({}, cache.gate, g)  # reverses the gate
+            if self._columns is None:
+                gz = gxg
+            else:  # reverses `xg = zt[:, columns]` (a permutation)
+                gz = np.empty_like(gxg)
+                gz[:, self._columns] = gxg
         return self.tp.backward(params, cache.tp, gz)

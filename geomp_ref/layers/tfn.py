@@ -1,7 +1,7 @@
 r"""TFN-style steerable point convolution (e3nn's ``gate_points_2101`` Convolution + Gate).
 
 Equations (receiver i, sender j, :math:`x_{ij} = x_j - x_i`, :math:`r_{ij} = \lVert x_{ij}\rVert`;
-conventions: README "O(3) conventions", reference/variants_spec.md §5.1)
+irreps in e3nn's layout, e3nn >= 0.5)
 -------------------------------------------------------------------------------------------------
 
 .. math::
@@ -11,7 +11,8 @@ conventions: README "O(3) conventions", reference/variants_spec.md §5.1)
     \ 1 \text{ below}, \ 0 \text{ above},\\
     e_{ij,k} &= \tfrac{\sqrt{B}}{1.12} \exp\!\big(-((r_{ij} - \mu_k)/\Delta)^2\big),\quad
     \mu = \mathrm{linspace}(0, r_{max}, B),\ \Delta = \mu_1 - \mu_0,\\
-    w_{ij} &= R(e_{ij}),\quad R:\ h \leftarrow c\,\mathrm{silu}(h W_k / \sqrt{h_{in}})\ \text{(hidden)},
+    w_{ij} &= R(e_{ij}),\quad
+    R:\ h \leftarrow c\,\mathrm{silu}(h W_k / \sqrt{h_{in}})\ \text{(hidden)},
     \ h W_{last} / \sqrt{h_{in}}\ \text{(last; no biases)},\\
     m_{ij} &= \mathrm{TP}_{uvu}\big(L_1(f)_j,\ a_{ij};\ w_{ij}\big), \qquad
     f'_i = \sin\tfrac{\pi}{8}\, S(f)_i + \cos\tfrac{\pi}{8}\, L_2\Big(\tfrac{1}{\sqrt{n}}
@@ -33,6 +34,11 @@ VJPs; :math:`\bar a_{ij}` and :math:`\bar w_{ij}` flow back to :math:`x_{ij}` th
 (:math:`\partial e_k / \partial r = -2 e_k (r - \mu_k)/\Delta^2`), then to positions through
 :func:`geomp_ref.graph.edge_vectors_vjp`. Proof: ``derivations/tfn.py``.
 
+Range: lengths come from :func:`geomp_ref.ops.geometry.edge_length` and directions from
+:func:`geomp_ref.o3.edge_harmonics`, both scale-safe, so positions anywhere in the float64 range
+give finite outputs and gradients (a Gaussian or a cutoff that underflows to 0 contributes an
+exact 0 to the gradient, never :math:`0 \cdot \infty`).
+
 References
 ----------
 N. Thomas et al., "Tensor field networks", arXiv:1802.08219 (2018), eqs. (4)–(5).
@@ -48,19 +54,31 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .. import o3
-from .._validate import as_float64, check_int, check_positive
+from .._validate import (
+    as_rng,
+    check_bool,
+    check_cache,
+    check_choice,
+    check_graph,
+    check_int,
+    check_params,
+    check_positive,
+    node_array,
+    positions,
+)
+from .._validate import grad_out as _grad_out
 from ..graph import Graph, edge_vectors, edge_vectors_vjp
+from ..o3.activations import NORMALIZE_ACT, resolve_activation
+from ..o3.spherical_harmonics import LMAX as _SH_LMAX
+from ..o3.spherical_harmonics import NORMALIZATIONS as SH_NORMALIZATIONS
 from ..ops import activations, scatter
-from .base import Block, check_backend, check_params
-from .segnn_common import (
-    SH_NORMALIZATIONS,
-    _check_zero_length,
-    act_constant,
-    edge_harmonics,
-    edge_harmonics_vjp,
-    gate_backward,
-    gate_forward,
-    make_gate,
+from ..ops.geometry import edge_length, edge_length_vjp
+from .base import Block, check_backend
+from .tfn_radial import (
+    gaussian_embedding,
+    gaussian_embedding_vjp,
+    smooth_cutoff,
+    smooth_cutoff_vjp,
 )
 
 __all__ = [
@@ -72,67 +90,27 @@ __all__ = [
     "smooth_cutoff_vjp",
 ]
 
-_SOFT_ONE_HOT_DIV = 1.12  # e3nn's soft_one_hot_linspace 'gaussian' divisor
-
-
-def smooth_cutoff(x):
-    r"""e3nn's ``smooth_cutoff``: 1 for ``x <= 1/2``, ``(1 - cos(2 pi (x - 1)))/2`` up to 1, then 0."""
-    x = np.asarray(x, dtype=np.float64)
-    u = 2.0 * (x - 1.0)
-    y = (1.0 - np.cos(np.pi * u)) / 2.0
-    return np.where(u > 0, 0.0, np.where(u < -1, 1.0, y))
-
-
-def smooth_cutoff_vjp(x, grad_y):
-    x = np.asarray(x, dtype=np.float64)
-    u = 2.0 * (x - 1.0)
-    d = np.where((u > 0) | (u < -1), 0.0, np.pi * np.sin(np.pi * u))
-    return grad_y * d
-
-
-def gaussian_embedding(r, max_radius: float, num_basis: int):
-    r"""``soft_one_hot_linspace(r, 0, max_radius, B, 'gaussian', cutoff=False) * sqrt(B)``, (E, B)."""
-    mu = np.linspace(0.0, max_radius, num_basis)
-    step = mu[1] - mu[0]
-    diff = (np.asarray(r, dtype=np.float64)[:, None] - mu) / step
-    return np.exp(-diff * diff) / _SOFT_ONE_HOT_DIV * math.sqrt(num_basis)
-
-
-def gaussian_embedding_vjp(r, max_radius: float, num_basis: int, grad_e):
-    mu = np.linspace(0.0, max_radius, num_basis)
-    step = mu[1] - mu[0]
-    diff = (np.asarray(r, dtype=np.float64)[:, None] - mu) / step
-    e = np.exp(-diff * diff) / _SOFT_ONE_HOT_DIV * math.sqrt(num_basis)
-    return np.sum(grad_e * e * (-2.0 * diff / step), axis=1)
-
-
 class TFNConvCache(NamedTuple):
     graph: Graph
     edge_vec: np.ndarray
     edge_len: np.ndarray
-    u: np.ndarray  # unit directions
     Y: np.ndarray
     cut: np.ndarray
-    a_ij: np.ndarray
     emb: np.ndarray
-    h: tuple  # radial-net layer inputs
-    z: tuple  # radial-net pre-activations
-    w_ij: np.ndarray
-    s: Any  # LinearCache of the self-connection (None without it)
+    hs: tuple  # radial-net layer inputs
+    zs: tuple  # radial-net pre-activations
+    sc: Any  # LinearCache of the self-connection (None without it)
     x: np.ndarray
     lin1: Any
     tp: Any
-    m_ij: np.ndarray
-    agg: np.ndarray
     lin2: Any
-    conv: np.ndarray
-    gate: Any
+    gate: Any  # GateCache (None with gate=False)
 
 
 def _irreps(value, name):
     try:
         return o3.Irreps(value)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
         raise ValueError(f"TFNConv.{name} must be an irreps string like '8x0e+4x1o'; got "
                          f"{value!r} ({exc})") from None
 
@@ -151,10 +129,10 @@ class TFNConv(Block):
     irreps_in : Irreps or str
         Node features ``f``.
     irreps_out : Irreps or str
-        Output features: after the gate (``gate=True``, like e3nn's ``irreps_hidden``) or of the
-        convolution itself (``gate=False``).
+        Output features: after the gate (``gate=True``, like e3nn's ``irreps_hidden``: its
+        scalars first, then the gated irreps) or of the convolution itself (``gate=False``).
     lmax : int
-        Harmonics ``0e + 1o + ... `` up to ``lmax`` (parity :math:`(-1)^l`).
+        Harmonics ``0e + 1o + ...`` up to ``lmax`` (parity :math:`(-1)^l`).
     max_radius : float
         Cutoff radius of :math:`\phi` and range of the Gaussian basis.
     num_basis : int
@@ -165,22 +143,23 @@ class TFNConv(Block):
         Messages are divided by :math:`\sqrt{n}`; ``None`` = plain sum.
     sh_normalization : {'component', 'norm', 'integral'}
     gate : bool
-        Apply gate_points' gate (silu/tanh scalars, sigmoid/tanh gates).
+        Apply gate_points' gate (silu/tanh scalars, sigmoid gates).
     self_connection : bool
         Include :math:`\sin\frac\pi8 S f` (and the cos factor).
     act_constants : {'e3nn', 'exact', 'none'}
-        Second-moment constants of the radial net and gate activations.
+        Second-moment constants of the radial net and gate activations
+        (:mod:`geomp_ref.o3.activations`).
     zero_length : {'raise', 'e3nn'}
-        Zero-length edges: error naming ``pos``, or e3nn's value (see
-        :func:`~geomp_ref.layers.segnn_blocks.edge_harmonics`; the length's gradient is 0 there).
+        Zero-length edges: an error naming ``pos``, or e3nn's value (see
+        :func:`geomp_ref.o3.edge_harmonics`; the length's gradient is 0 there).
     backend : str
 
     Notes
     -----
     ``forward(params, graph, f, pos) -> (out, cache)``; ``backward(params, cache, grad_out) ->
-    (grads, (grad_f, grad_pos))``. Params ``{"radial": {"W0", ...}, "lin1": {"weight"},
-    "lin2": {"weight"}, "sc": {"weight"}}`` (flat weights in e3nn's layout; radial weights
-    (in, out) like e3nn's FullyConnectedNet). Properties (tested): E(3)-equivariant with
+    (grads, (grad_f, grad_pos))``. Params ``{"radial": {"W0", ...}, "lin1", "lin2"[, "sc"]}``
+    (the linear maps' params are :class:`geomp_ref.o3.Linear`'s, flat in e3nn's layout; radial
+    weights (in, out) like e3nn's FullyConnectedNet). Properties (tested): E(3)-equivariant with
     reflections, equal to e3nn's Convolution + Gate, reduces to CFConv for scalars.
     """
 
@@ -214,18 +193,18 @@ class TFNConv(Block):
         irreps_out = _irreps(self.irreps_out, "irreps_out")
         put(self, "irreps_in", irreps_in)
         put(self, "irreps_out", irreps_out)
-        check_int(self.lmax, "TFNConv.lmax")
+        check_int(self.lmax, "TFNConv.lmax", maximum=_SH_LMAX)
         check_positive(self.max_radius, "TFNConv.max_radius")
         check_int(self.num_basis, "TFNConv.num_basis", minimum=2)
         check_int(self.radial_neurons, "TFNConv.radial_neurons", minimum=1)
         check_int(self.radial_layers, "TFNConv.radial_layers", minimum=0)
         if self.num_neighbors is not None:
             check_positive(self.num_neighbors, "TFNConv.num_neighbors")
-        if self.sh_normalization not in SH_NORMALIZATIONS:
-            raise ValueError(f"TFNConv.sh_normalization must be one of {SH_NORMALIZATIONS}; got "
-                             f"{self.sh_normalization!r}")
-        act_constant("silu", self.act_constants)
-        _check_zero_length(self.zero_length)
+        check_choice(self.sh_normalization, "TFNConv.sh_normalization", SH_NORMALIZATIONS)
+        check_bool(self.gate, "TFNConv.gate")
+        check_bool(self.self_connection, "TFNConv.self_connection")
+        check_choice(self.act_constants, "TFNConv.act_constants", NORMALIZE_ACT)
+        check_choice(self.zero_length, "TFNConv.zero_length", ("raise", "e3nn"))
         check_backend(self.backend, "TFNConv")
         sh = o3.Irreps.spherical_harmonics(self.lmax)
         put(self, "irreps_sh", sh)
@@ -242,12 +221,14 @@ class TFNConv(Block):
                 raise ValueError("TFNConv.irreps_out: no 0e gate can be built from irreps_in="
                                  f"{irreps_in}; use gate=False or add a 0e input")
             gates = o3.Irreps([(m, g_ir) for m, _ in gated])
-            plan = make_gate(scalars, tuple("silu" if ir.p == 1 else "tanh" for _, ir in scalars),
-                             gates, ("sigmoid",) * len(gates), gated, self.act_constants,
-                             "TFNConv.irreps_out")
+            # silu on 0e scalars, tanh (odd) on 0o scalars, sigmoid on the 0e gates
+            plan = o3.Gate(scalars, ["silu" if ir.p == 1 else "tanh" for _, ir in scalars],
+                           gates, ["sigmoid"] * len(gates), gated,
+                           normalize_act=self.act_constants)
             if plan.irreps_out != irreps_out:
-                raise ValueError(f"TFNConv.irreps_out must list scalars before gated irreps (the "
-                                 f"gate outputs {plan.irreps_out}); got {irreps_out}")
+                raise ValueError(f"TFNConv.irreps_out must list all its scalars (l = 0, in any "
+                                 f"parity order) before the gated irreps (the gate outputs "
+                                 f"{plan.irreps_out}); got {irreps_out}")
             conv_out = plan.irreps_in
         else:
             plan, conv_out = None, irreps_out
@@ -284,8 +265,17 @@ class TFNConv(Block):
             put(self, "_mix", (0.0, np.ones(conv_out.dim)))
 
     # ------------------------------------------------------------------ params
-    def init(self, rng: np.random.Generator) -> dict:
+    def param_shapes(self) -> dict:
+        rs = self.radial_sizes
+        shapes = {"radial": {f"W{k}": (rs[k], rs[k + 1]) for k in range(len(rs) - 1)},
+                  "lin1": self.lin1.param_shapes(), "lin2": self.lin2.param_shapes()}
+        if self.sc is not None:
+            shapes["sc"] = self.sc.param_shapes()
+        return shapes
+
+    def init(self, rng) -> dict:
         """N(0, 1) weights everywhere, as e3nn initialises them."""
+        rng = as_rng(rng, "rng")
         rs = self.radial_sizes
         params = {"radial": {f"W{k}": rng.standard_normal((rs[k], rs[k + 1]))
                              for k in range(len(rs) - 1)},
@@ -294,18 +284,12 @@ class TFNConv(Block):
             params["sc"] = self.sc.init(rng)
         return params
 
-    def _check_params(self, params):
-        rs = self.radial_sizes
-        shapes = {"radial": {f"W{k}": (rs[k], rs[k + 1]) for k in range(len(rs) - 1)},
-                  "lin1": {"weight": (self.lin1.weight_numel,)},
-                  "lin2": {"weight": (self.lin2.weight_numel,)}}
-        if self.sc is not None:
-            shapes["sc"] = {"weight": (self.sc.weight_numel,)}
-        check_params(params, shapes, "TFNConv")
-
     # ------------------------------------------------------------------ radial net
+    def _silu_constant(self) -> float:
+        return resolve_activation("silu", self.act_constants, "TFNConv.act_constants").c
+
     def _radial(self, params, emb):
-        c = act_constant("silu", self.act_constants)
+        c = self._silu_constant()
         n = len(self.radial_sizes) - 1
         h, hs, zs = emb, [], []
         for k in range(n):
@@ -317,7 +301,7 @@ class TFNConv(Block):
         return h, tuple(hs), tuple(zs)
 
     def _radial_vjp(self, params, hs, zs, g):
-        c = act_constant("silu", self.act_constants)
+        c = self._silu_constant()
         n = len(self.radial_sizes) - 1
         grads = {}
         for k in reversed(range(n)):
@@ -326,24 +310,19 @@ class TFNConv(Block):
             s = 1.0 / math.sqrt(self.radial_sizes[k])
             grads[f"W{k}"] = s * (hs[k].T @ g)  # reverses `z = h @ (W / sqrt(h_in))`
             g = g @ (s * params["radial"][f"W{k}"]).T
-        return grads, g
+        return dict(sorted(grads.items())), g
 
     # ------------------------------------------------------------------ forward / backward
-    def forward(self, params, graph: Graph, f, pos):
-        self._check_params(params)
-        if not isinstance(graph, Graph):
-            raise TypeError(f"graph must be a Graph built by make_graph; got {type(graph).__name__}")
-        f = as_float64(f, "f", ndim=2)
-        if f.shape != (graph.num_nodes, self.irreps_in.dim):
-            raise ValueError(f"f must have shape (num_nodes, irreps_in.dim) = ({graph.num_nodes}, "
-                             f"{self.irreps_in.dim}) for irreps_in={self.irreps_in}; got {f.shape}")
-        pos = as_float64(pos, "pos", ndim=2)
-        if pos.shape != (graph.num_nodes, 3):
-            raise ValueError(f"pos must have shape (num_nodes, 3) = ({graph.num_nodes}, 3); got "
-                             f"{pos.shape}")
+    def forward(self, params, graph, f, pos):
+        check_params(params, self.param_shapes(), "TFNConv", exact=True)
+        graph = check_graph(graph)
+        f = node_array(f, "f", graph, self.irreps_in.dim)
+        pos = positions(pos, graph, 3)
         edge_vec = edge_vectors(graph, pos)
-        Y, u = edge_harmonics(edge_vec, self.lmax, self.sh_normalization, self.zero_length)
-        edge_len = np.sqrt(np.sum(edge_vec * edge_vec, axis=1))
+        Y = o3.edge_harmonics(self.lmax, edge_vec, self.sh_normalization,
+                              zero_length=self.zero_length)
+        edge_len = edge_length(edge_vec, allow_zero=self.zero_length == "e3nn",
+                               name="pos[src] - pos[dst]")
         cut = smooth_cutoff(edge_len / self.max_radius)
         a_ij = cut[:, None] * Y
         emb = gaussian_embedding(edge_len, self.max_radius, self.num_basis)
@@ -357,18 +336,19 @@ class TFNConv(Block):
         y, lin2_cache = self.lin2.forward(params["lin2"], agg)
         c_s, c_x = self._mix
         conv = c_s * s + c_x * y
+        out, gate_cache = conv, None
         if self.gate_plan is not None:
-            out, gate_cache = gate_forward(self.gate_plan, conv)
-        else:
-            out, gate_cache = conv, None
-        cache = TFNConvCache(graph, edge_vec, edge_len, u, Y, cut, a_ij, emb, hs, zs, w_ij, sc_cache, x,
-                             lin1_cache, tp_cache, m_ij, agg, lin2_cache, conv, gate_cache)
+            out, gate_cache = self.gate_plan.forward({}, conv)
+        cache = TFNConvCache(graph, edge_vec, edge_len, Y, cut, emb, hs, zs, sc_cache, x,
+                             lin1_cache, tp_cache, lin2_cache, gate_cache)
         return out, cache
 
     def backward(self, params, cache: TFNConvCache, grad_out):
-        g = as_float64(grad_out, "grad_out", ndim=2)
+        check_cache(cache, TFNConvCache, "TFNConv")
+        graph = cache.graph
+        g = _grad_out(grad_out, (graph.num_nodes, self.irreps_out.dim), "TFNConv")
         if self.gate_plan is not None:
-            g = gate_backward(self.gate_plan, cache.gate, g)  # reverses `out = gate(conv)`
+            _, (g,) = self.gate_plan.backward({}, cache.gate, g)  # reverses `out = gate(conv)`
         c_s, c_x = self._mix
         grads = {}
         # reverses `conv = c_s * s + c_x * y`
@@ -376,25 +356,26 @@ class TFNConv(Block):
         if self.num_neighbors is not None:
             g_agg = g_agg / math.sqrt(self.num_neighbors)
         # reverses `agg = aggregate(m_ij)` (a gather at the receivers)
-        graph = cache.graph
-        g_m = scatter.aggregate_vjp(graph, cache.m_ij, g_agg, backend=self.backend)
+        g_m = scatter.aggregate_vjp(graph, None, g_agg, backend=self.backend)
         # reverses `m_ij = tp(x[src], a_ij, w_ij)`
         _, (g_xj, g_a, g_w) = self.tp.backward({}, cache.tp, g_m)
         g_x = scatter.gather_vjp(cache.x, graph.src, g_xj, backend=self.backend)[0]
         grads["lin1"], (g_f,) = self.lin1.backward(params["lin1"], cache.lin1, g_x)
         if self.sc is not None:
-            grads["sc"], (g_fs,) = self.sc.backward(params["sc"], cache.s, c_s * g)
+            grads["sc"], (g_fs,) = self.sc.backward(params["sc"], cache.sc, c_s * g)
             g_f = g_f + g_fs
         # reverses `w_ij = radial(emb)`
-        grads["radial"], g_emb = self._radial_vjp(params, cache.h, cache.z, g_w)
+        grads["radial"], g_emb = self._radial_vjp(params, cache.hs, cache.zs, g_w)
         # reverses `emb`, `a_ij = cut * Y`, `cut = phi(r / r_max)`
         g_len = gaussian_embedding_vjp(cache.edge_len, self.max_radius, self.num_basis, g_emb)
         g_cut = np.sum(g_a * cache.Y, axis=1)
         g_len = g_len + smooth_cutoff_vjp(cache.edge_len / self.max_radius, g_cut) / self.max_radius
         g_Y = cache.cut[:, None] * g_a
-        g_vec = edge_harmonics_vjp(cache.edge_vec, cache.u, self.lmax, self.sh_normalization, g_Y)
-        # reverses `edge_len = |edge_vec|` (0 where the edge has zero length, as torch's norm)
-        safe = np.where(cache.edge_len > 0, cache.edge_len, 1.0)
-        g_vec = g_vec + np.where(cache.edge_len > 0, g_len / safe, 0.0)[:, None] * cache.edge_vec
+        # reverses `Y = edge_harmonics(edge_vec)` and `edge_len = |edge_vec|` (subgradient 0 at
+        # a zero-length edge, as torch's norm)
+        g_vec = o3.edge_harmonics_vjp(self.lmax, cache.edge_vec, g_Y, self.sh_normalization,
+                                      zero_length=self.zero_length)
+        g_vec = g_vec + edge_length_vjp(cache.edge_vec, g_len, allow_zero=True,
+                                        name="pos[src] - pos[dst]")
         g_pos = edge_vectors_vjp(graph, g_vec)
         return grads, (g_f, g_pos)

@@ -1,10 +1,15 @@
 r"""e3nn-compatible O(3) machinery: irreps, rotations, Wigner matrices, spherical harmonics,
 Clebsch–Gordan tensor products, equivariant linear maps and gates.
 
-Conventions (identical to e3nn >= 0.5, see README "O(3) conventions"): polar axis +y, l = 1
-components in (x, y, z) order, Euler angles Y-X-Y, multiplicity-major feature layout, coupling
-tensors = Condon–Shortley Clebsch–Gordan coefficients moved to e3nn's real basis (with its
-(-i)^l phase) and normalised to Frobenius norm 1.
+Conventions (identical to e3nn >= 0.5): polar axis +y, l = 1 components in (x, y, z) order,
+Euler angles Y-X-Y, multiplicity-major feature layout, coupling tensors = Condon–Shortley
+Clebsch–Gordan coefficients moved to e3nn's real basis (with its (-i)^l phase) and normalised to
+Frobenius norm 1; features transform as ``x -> x @ D(Q).T`` with parity ``p`` under ``det Q = -1``.
+
+The blocks (:class:`TensorProduct`, :class:`FullyConnectedTensorProduct`, :class:`Linear`,
+:class:`Gate`) follow the library's block contract: ``param_shapes()``, ``init(rng)``,
+``forward(params, *inputs) -> (out, cache)``, ``backward(params, cache, grad_out)``. Gating has
+one form, the :class:`Gate` block.
 
 Names are resolved lazily from the submodules listed in ``_EXPORTS`` so that importing
 ``geomp_ref.o3`` stays cheap and never imports sympy.
@@ -13,6 +18,14 @@ Names are resolved lazily from the submodules listed in ``_EXPORTS`` so that imp
 from __future__ import annotations
 
 import importlib
+
+# A function named like its module would be shadowed by the module object as soon as anything
+# imports the submodule; binding it eagerly here (numpy only, no sympy) keeps
+# ``o3.spherical_harmonics`` the function.
+from .spherical_harmonics import (  # noqa: F401  (bound eagerly, see above)
+    spherical_harmonics,
+    spherical_harmonics_vjp,
+)
 
 _EXPORTS = {
     # irreps.py
@@ -38,24 +51,21 @@ _EXPORTS = {
     # spherical_harmonics.py
     "spherical_harmonics": "spherical_harmonics",
     "spherical_harmonics_vjp": "spherical_harmonics",
+    "edge_harmonics": "spherical_harmonics",
+    "edge_harmonics_vjp": "spherical_harmonics",
     # tensor_product.py
     "Instruction": "tensor_product",
     "TensorProduct": "tensor_product",
     "FullyConnectedTensorProduct": "tensor_product",
     # linear.py
     "Linear": "linear",
-    # gating.py (module not named gate: o3.gate is the function)
-    "gate": "gating",
-    "gate_vjp": "gating",
+    # gating.py
     "Gate": "gating",
+    # activations.py
+    "resolve_activation": "activations",
 }
 
-__all__ = sorted(_EXPORTS)
-
-# A function named like its module would be shadowed by the module object as soon as anything
-# imports the submodule; binding it eagerly here (numpy only, no sympy) keeps
-# ``o3.spherical_harmonics`` the function.
-from .spherical_harmonics import spherical_harmonics, spherical_harmonics_vjp  # noqa: E402
+__all__ = sorted(_EXPORTS)  # noqa: PLE0605  (a sorted list, built once)
 
 
 def __getattr__(name: str):

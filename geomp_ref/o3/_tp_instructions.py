@@ -66,15 +66,20 @@ def _check_var(var, n: int, name: str):
     return vals
 
 
-def _normalise_instruction(k: int, ins, b1, b2, bo) -> Instruction:
+def _normalise_instruction(k: int, ins, b1, b2, bo, owner: str = "TensorProduct") -> Instruction:
     """Validate instruction ``k`` (tuple of 5 or 6 entries, or Instruction) against the irreps."""
-    name = f"instructions[{k}]"
+    name = f"{owner}.instructions[{k}]"
     if not isinstance(ins, (tuple, list)) or len(ins) not in (5, 6, 7):
         raise ValueError(
             f"{name} must be (i_in1, i_in2, i_out, mode, has_weight[, path_weight]); got {ins!r}"
         )
     i1, i2, io, mode, has_weight = ins[:5]
-    path_weight = float(ins[5]) if len(ins) > 5 else 1.0
+    try:
+        path_weight = float(ins[5]) if len(ins) > 5 else 1.0
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: path_weight must be a real number; got {ins[5]!r}") from None
+    if not isinstance(has_weight, (bool, np.bool_)):
+        raise TypeError(f"{name}: has_weight must be True or False; got {has_weight!r}")
     for idx, blocks, which in (
         (i1, b1, "irreps_in1"),
         (i2, b2, "irreps_in2"),
@@ -86,7 +91,7 @@ def _normalise_instruction(k: int, ins, b1, b2, bo) -> Instruction:
             raise ValueError(
                 f"{name}: index {idx} is out of range for {which} ({len(blocks)} blocks)"
             )
-    if mode not in MODES:
+    if not isinstance(mode, str) or mode not in MODES:
         raise ValueError(f"{name}: connection mode must be one of {MODES}; got {mode!r}")
     if not math.isfinite(path_weight) or path_weight < 0:
         raise ValueError(f"{name}: path_weight must be finite and >= 0; got {path_weight}")

@@ -13,7 +13,7 @@ where :math:`D^l` is the real Wigner matrix of the rotation :math:`dQ` (see ``wi
 An :class:`Irreps` is an *ordered* list of blocks ``(mul, ir)``. The feature vector of an
 ``Irreps`` is the concatenation of its blocks in the order written, each block laid out
 multiplicity-major: flat index ``u * (2l + 1) + (m + l)`` for copy ``u`` and order ``m``
-(e3nn >= 0.5; see ``reference/e3nn_conventions.md`` section 1 and the README conventions table).
+(the layout of e3nn >= 0.5, so e3nn feature arrays copy across unchanged).
 
 String grammar (as e3nn): ``"16x0e + 8x1o"``, ``"1e"``, ``"0o + 2x2e"``, ``""`` (empty); the
 parity letter is ``e`` (+1), ``o`` (-1) or ``y`` (:math:`(-1)^l`, the parity of spherical
@@ -101,7 +101,7 @@ class Irrep(tuple):
         return (self.l, self.p)
 
     @property
-    def l(self) -> int:
+    def l(self) -> int:  # noqa: E743  (e3nn's name for the degree)
         """Degree ``l``."""
         return self[0]
 

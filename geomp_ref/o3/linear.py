@@ -24,7 +24,8 @@ VJP: :math:`\bar x_{u,m} = F^{-1/2} \sum_w W_{uw} \bar z_{w,m}`,
 :math:`\bar b_w = \sum \bar z_{w,0}` (derivation: a linear map's adjoint; checked against finite
 differences and torch autograd in the tests).
 
-Conventions: e3nn >= 0.5 (``reference/e3nn_conventions.md`` §7).
+Conventions: those of e3nn >= 0.5 (multiplicity-major layout, flat weights as above), so e3nn
+weights and biases copy across unchanged.
 
 References
 ----------
@@ -39,7 +40,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._validate import as_float64, check_shape
+from .._validate import as_float64, as_rng, check_cache, check_choice, check_params
+from .._validate import grad_out as _grad_out
+from ..layers.base import Block
 from ._tp_instructions import _blocks, _safe_irreps
 
 __all__ = ["Linear", "LinearCache"]
@@ -49,11 +52,11 @@ class LinearCache(NamedTuple):
     """Forward locals: the input rows ``x`` (Z, dim_in) and the batch shape."""
 
     x: np.ndarray
-    batch_shape: tuple
+    batch: tuple
 
 
 @dataclass(frozen=True)
-class Linear:
+class Linear(Block):
     r"""Equivariant linear layer ``irreps_in -> irreps_out`` (spec).
 
     Parameters
@@ -68,6 +71,7 @@ class Linear:
 
     Notes
     -----
+    ``param_shapes() -> {"weight": (weight_numel,)[, "bias": (bias_numel,)]}``;
     ``forward(params, x) -> (out, cache)`` with ``x`` of shape ``(*batch, dim_in)``;
     ``backward(params, cache, grad_out) -> (grad_params, (grad_x,))``. Properties (tested):
     linear in ``x`` and in the weights, equivariant under O(3) (parity included), equal to e3nn's
@@ -85,13 +89,10 @@ class Linear:
 
     def __post_init__(self):
         put = object.__setattr__
-        put(self, "irreps_in", _safe_irreps(self.irreps_in, "irreps_in"))
-        put(self, "irreps_out", _safe_irreps(self.irreps_out, "irreps_out"))
+        put(self, "irreps_in", _safe_irreps(self.irreps_in, "Linear.irreps_in"))
+        put(self, "irreps_out", _safe_irreps(self.irreps_out, "Linear.irreps_out"))
         bi, bo = _blocks(self.irreps_in), _blocks(self.irreps_out)
-        if self.path_normalization not in ("element", "path"):
-            raise ValueError(
-                f"path_normalization must be 'element' or 'path'; got {self.path_normalization!r}"
-            )
+        check_choice(self.path_normalization, "Linear.path_normalization", ("element", "path"))
         if self.instructions is None:
             ins = tuple(
                 (a, b)
@@ -100,27 +101,41 @@ class Linear:
                 if (la, pa) == (lb, pb)
             )
         else:
-            ins = tuple(tuple(int(v) for v in i) for i in self.instructions)
+            try:
+                ins = tuple(tuple(int(v) for v in i) for i in self.instructions)
+            except (TypeError, ValueError):
+                raise TypeError(
+                    "Linear.instructions must be a sequence of (i_in, i_out) int pairs; got "
+                    f"{self.instructions!r}"
+                ) from None
             for k, i in enumerate(ins):
                 if len(i) != 2 or not (0 <= i[0] < len(bi) and 0 <= i[1] < len(bo)):
                     raise ValueError(
-                        f"instructions[{k}] must be (i_in, i_out) with valid block indices; got {i}"
+                        f"Linear.instructions[{k}] must be (i_in, i_out) with valid block "
+                        f"indices; got {i}"
                     )
                 if bi[i[0]][1:3] != bo[i[1]][1:3]:
-                    raise ValueError(f"instructions[{k}]: blocks {i} do not hold the same irrep")
+                    raise ValueError(
+                        f"Linear.instructions[{k}]: blocks {i} do not hold the same irrep"
+                    )
         put(self, "instructions", ins)
         if isinstance(self.biases, (bool, np.bool_)):
             flags = tuple(bool(self.biases) and (l_, p_) == (0, 1) for _, l_, p_, _, _ in bo)
         else:
+            if isinstance(self.biases, (str, bytes)) or not hasattr(self.biases, "__len__"):
+                raise TypeError(
+                    f"Linear.biases must be a bool or one bool per output block; got "
+                    f"{self.biases!r}"
+                )
             flags = tuple(bool(b) for b in self.biases)
             if len(flags) != len(bo):
                 raise ValueError(
-                    f"biases must be a bool or one flag per output block "
+                    f"Linear.biases must be a bool or one flag per output block "
                     f"({len(bo)}); got {len(flags)}"
                 )
             for k, (f, (_, l_, p_, _, _)) in enumerate(zip(flags, bo)):
                 if f and (l_, p_) != (0, 1):
-                    raise ValueError(f"biases[{k}]: only 0e output blocks can have a bias")
+                    raise ValueError(f"Linear.biases[{k}]: only 0e output blocks can have a bias")
         put(
             self,
             "biases",
@@ -155,39 +170,33 @@ class Linear:
         put(self, "bias_numel", boff)
         put(self, "_tables", (tuple(tables), tuple(bias_slices)))
 
-    def init(self, rng: np.random.Generator) -> dict:
+    def param_shapes(self) -> dict:
+        """``{"weight": (weight_numel,)}`` plus ``{"bias": (bias_numel,)}`` when biased."""
+        shapes = {"weight": (self.weight_numel,)}
+        if self.bias_numel:
+            shapes["bias"] = (self.bias_numel,)
+        return shapes
+
+    def init(self, rng) -> dict:
         """``{"weight": N(0,1)}`` plus ``{"bias": zeros}`` when some output block is biased."""
+        rng = as_rng(rng, "rng")
         params = {"weight": rng.standard_normal(self.weight_numel)}
         if self.bias_numel:
             params["bias"] = np.zeros(self.bias_numel)
         return params
 
-    def __call__(self, params, x):
-        return self.forward(params, x)[0]
-
-    def _params(self, params):
-        if not isinstance(params, dict) or "weight" not in params:
-            raise ValueError("params must be a dict with 'weight' (and 'bias'); use init(rng)")
-        w = as_float64(params["weight"], "params['weight']")
-        check_shape(w, (self.weight_numel,), "params['weight']")
-        b = None
-        if self.bias_numel:
-            if "bias" not in params:
-                raise ValueError(f"params must hold 'bias' of shape ({self.bias_numel},)")
-            b = as_float64(params["bias"], "params['bias']")
-            check_shape(b, (self.bias_numel,), "params['bias']")
-        return w, b
-
     def forward(self, params, x):
         """``out = x -> Linear(x)`` with shape ``(*batch, dim_out)``; returns ``(out, cache)``."""
-        w, b = self._params(params)
+        check_params(params, self.param_shapes(), "Linear", exact=True)
+        w = as_float64(params["weight"], "params['weight']")
+        b = as_float64(params["bias"], "params['bias']") if self.bias_numel else None
         x = as_float64(x, "x")
         if x.ndim < 1 or x.shape[-1] != self.irreps_in.dim:
             raise ValueError(
                 f"x must have shape (..., {self.irreps_in.dim}) for irreps_in="
                 f"{self.irreps_in}; got {x.shape}"
             )
-        batch = x.shape[:-1]
+        batch = tuple(x.shape[:-1])
         z = math.prod(batch)
         x = x.reshape(z, self.irreps_in.dim)
         out = np.zeros((z, self.irreps_out.dim))
@@ -203,16 +212,17 @@ class Linear:
             )
         for sl_out, slb in bias_slices:
             out[:, sl_out] += b[slb]
-        return out.reshape(tuple(batch) + (self.irreps_out.dim,)), LinearCache(x, tuple(batch))
+        return out.reshape(batch + (self.irreps_out.dim,)), LinearCache(x, batch)
 
     def backward(self, params, cache: LinearCache, grad_out):
         """VJP: ``(grad_params, (grad_x,))``."""
-        w, _ = self._params(params)
-        batch = cache.batch_shape
+        check_cache(cache, LinearCache, "Linear")
+        check_params(params, self.param_shapes(), "Linear", exact=True)
+        w = as_float64(params["weight"], "params['weight']")
+        batch = cache.batch
+        g = _grad_out(grad_out, batch + (self.irreps_out.dim,), "Linear")
         z = cache.x.shape[0]
-        grad_out = as_float64(grad_out, "grad_out")
-        check_shape(grad_out, tuple(batch) + (self.irreps_out.dim,), "grad_out")
-        g = grad_out.reshape(z, self.irreps_out.dim)
+        g = g.reshape(z, self.irreps_out.dim)
         tables, bias_slices = self._tables
         grad = {"weight": np.zeros(self.weight_numel)}
         if self.bias_numel:
@@ -232,4 +242,4 @@ class Linear:
             grad_x[:, sl_in] += coeff * (gt @ W.T).reshape(z, d, mi).transpose(0, 2, 1).reshape(
                 z, mi * d
             )
-        return grad, (grad_x.reshape(tuple(batch) + (self.irreps_in.dim,)),)
+        return grad, (grad_x.reshape(batch + (self.irreps_in.dim,)),)

@@ -13,7 +13,8 @@ r"""Rotation matrices, e3nn's Y-X-Y Euler angles, axis-angle, random (Haar) rota
 (:math:`\gamma` applied first), so that :math:`R(\alpha, \beta, 0)\, e_y` has polar angle
 :math:`\beta` from :math:`+y` and azimuth :math:`\alpha` measured from :math:`+z` towards
 :math:`+x`. Axis-angle (Rodrigues): :math:`R = I + \sin\theta\, K + (1 - \cos\theta) K^2`,
-:math:`K = [\hat n]_\times`. See ``reference/e3nn_conventions.md`` section 3.
+:math:`K = [\hat n]_\times`. These are e3nn's conventions (>= 0.2.2), so angles and matrices
+copy across unchanged.
 
 References
 ----------
@@ -25,14 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import as_float64 as _as_float64_nd1
-from .._validate import check_int
-
-
-def as_float64(x, name):
-    # _validate.as_float64 returns shape (1,) for 0-d input (np.ascontiguousarray); keep the shape
-    return _as_float64_nd1(x, name).reshape(np.shape(x))
-
+from .._validate import as_float64, as_rng, check_alloc, check_int
 
 __all__ = [
     "angles_to_matrix",
@@ -190,12 +184,16 @@ def _axis_angle(axis, angle):
     if axis.ndim == 0 or axis.shape[-1] != 3:
         raise ValueError(f"axis must have shape (..., 3); got {axis.shape}")
     angle = as_float64(angle, "angle")
-    norm = np.linalg.norm(axis, axis=-1)
-    if np.any(norm == 0):
+    # scale first (divide by the largest component): |axis|^2 never overflows nor underflows
+    m = np.max(np.abs(axis), axis=-1)
+    if np.any(m == 0):
         raise ValueError("axis holds a zero vector: the rotation axis is undefined")
+    y = axis / m[..., None]
+    ny = np.sqrt(np.sum(y * y, axis=-1))
     batch = np.broadcast_shapes(axis.shape[:-1], angle.shape)
-    n = np.broadcast_to(axis / norm[..., None], batch + (3,))
-    return n, np.broadcast_to(norm, batch), np.broadcast_to(angle, batch)
+    n = np.broadcast_to(y / ny[..., None], batch + (3,))
+    # |axis| = m * ny, kept as the two factors so that dividing by it cannot overflow
+    return n, (np.broadcast_to(m, batch), np.broadcast_to(ny, batch)), np.broadcast_to(angle, batch)
 
 
 def axis_angle_to_matrix(axis, angle) -> np.ndarray:
@@ -254,8 +252,11 @@ def axis_angle_to_matrix_vjp(axis, angle, grad_R):
         ],
         axis=-1,
     )
-    # reverses n = axis / |axis|
-    grad_a = (grad_n - n * np.sum(n * grad_n, axis=-1, keepdims=True)) / norm[..., None]
+    # reverses n = axis / |axis| (|axis| = m * ny, divided in two steps)
+    m, ny = norm
+    grad_a = ((grad_n - n * np.sum(n * grad_n, axis=-1, keepdims=True)) / ny[..., None]) / m[
+        ..., None
+    ]
     return _unbroadcast(grad_a, axis_shape), _unbroadcast(grad_t, angle_shape)
 
 
@@ -268,20 +269,13 @@ def _unbroadcast(g: np.ndarray, shape: tuple) -> np.ndarray:
     return g
 
 
-def _check_rng(rng):
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(
-            f"rng must be a numpy.random.Generator (np.random.default_rng(seed)); "
-            f"got {type(rng).__name__}"
-        )
-
-
 def random_rotation(rng: np.random.Generator, n: int | None = None) -> np.ndarray:
     r"""Rotation matrices drawn from the Haar (uniform) measure on SO(3).
 
     Parameters
     ----------
-    rng : numpy.random.Generator
+    rng : numpy.random.Generator or int
+        A generator, or a seed for ``np.random.default_rng``.
     n : int, optional
         Number of matrices; ``None`` returns a single ``(3, 3)`` matrix.
 
@@ -295,8 +289,9 @@ def random_rotation(rng: np.random.Generator, n: int | None = None) -> np.ndarra
     A standard normal 4-vector, normalised, is a uniform unit quaternion; its rotation matrix
     is Haar distributed (Shoemake 1992).
     """
-    _check_rng(rng)
+    rng = as_rng(rng, "rng")
     count = 1 if n is None else check_int(n, "n")
+    check_alloc((count, 3, 3), "n")
     q = rng.standard_normal((count, 4))
     q /= np.linalg.norm(q, axis=-1, keepdims=True)
     w, x, y, z = q.T
@@ -323,6 +318,7 @@ def random_orthogonal(rng: np.random.Generator, n: int | None = None) -> np.ndar
     -------
     Q : ndarray, shape (3, 3) or (n, 3, 3), float64
     """
+    rng = as_rng(rng, "rng")
     R = random_rotation(rng, 1 if n is None else n)
     s = rng.choice(np.array([-1.0, 1.0]), size=R.shape[0])
     Q = s[:, None, None] * R

@@ -13,12 +13,24 @@ with :math:`C` the real coupling tensor (``wigner_3j``) and exact constants
 ``derivations/spherical_harmonics.py``, which writes ``_sh_generated.py``). In the textbook frame
 :math:`(x', y', z') = (z, x, y)` these are the standard real harmonics without a net
 Condon-Shortley sign; ``l = 1`` is ordered :math:`(x, y, z)`; the ``m = 0`` component is the one
-symmetric about :math:`y` (``reference/e3nn_conventions.md`` section 2).
+symmetric about :math:`y` (e3nn >= 0.5 uses exactly these polynomials).
 
 Normalizations (on the unit sphere): ``'component'``: :math:`\sum_m (Y^l_m)^2 = 2l+1`;
 ``'norm'``: :math:`\|Y^l\| = 1`; ``'integral'`` (default): orthonormal on :math:`S^2`, i.e.
 component :math:`/\sqrt{4\pi}`. ``normalize=True`` first maps :math:`x \mapsto x / |x|`; it acts
 on the input only, ``normalization`` on the output only.
+
+Range: with ``normalize=True`` every finite non-zero vector is accepted, from the smallest
+subnormal to the largest float: the vector is first divided by its largest absolute component
+(exact scaling, so :math:`|x|^2` never overflows or underflows), then by the norm of the scaled
+vector. A zero vector has no direction: ``zero_vector='raise'`` (default) names it, ``'e3nn'``
+returns e3nn's value. The VJP divides by :math:`|x|` in the same two steps; where the true
+gradient (size :math:`\sim 1/|x|`) exceeds the float64 range, it raises instead of returning inf.
+With ``normalize=False`` the output is :math:`|x|^l Y^l(\hat x)`, which raises when it overflows.
+
+Edge harmonics: :func:`edge_harmonics` evaluates :math:`Y^0 \oplus \dots \oplus Y^{l_{max}}` of
+the directions of edge vectors :math:`x_{ij} = x_j - x_i` (``normalize=True``), with an error that
+names the coincident points of a zero-length edge; :func:`edge_harmonics_vjp` is its VJP.
 
 Parity: :math:`Y^l(-x) = (-1)^l Y^l(x)`, so the output is ``Irreps.spherical_harmonics(lmax)``
 (``0e + 1o + 2e + ...``). Equivariance: :math:`Y^l(R x) = D^l(R)\, Y^l(x)`.
@@ -40,21 +52,20 @@ import math
 
 import numpy as np
 
-from .._validate import as_float64 as _as_float64_nd1
-from .._validate import check_int
+from .._validate import as_float64, check_choice, check_int
 from . import _sh_generated as _gen
 
-
-def as_float64(x, name):
-    # _validate.as_float64 returns shape (1,) for 0-d input (np.ascontiguousarray); keep the shape
-    return _as_float64_nd1(x, name).reshape(np.shape(x))
-
-
-__all__ = ["spherical_harmonics", "spherical_harmonics_vjp"]
+__all__ = [
+    "edge_harmonics",
+    "edge_harmonics_vjp",
+    "spherical_harmonics",
+    "spherical_harmonics_vjp",
+]
 
 LMAX = _gen.LMAX
 ZERO_NORM_EPS = 1e-12  # torch.nn.functional.normalize's eps, used by zero_vector='e3nn'
-_NORMALIZATIONS = ("integral", "component", "norm")
+#: Output normalisations of the harmonics (module docstring).
+NORMALIZATIONS = ("integral", "component", "norm")
 _ZERO_MODES = ("raise", "e3nn")
 
 
@@ -92,29 +103,54 @@ def _scale(l: int, normalization: str) -> float:
 
 
 def _prepare(ls, x, normalize, normalization, zero_vector):
+    """Checked ``(ls, x, u, back)``: ``u`` is the polynomial's argument and ``back(grad_u)``
+    maps its cotangent to ``x`` (identity without ``normalize``)."""
     ls = _parse_ls(ls)
     x = as_float64(x, "x")
     if x.ndim == 0 or x.shape[-1] != 3:
         raise ValueError(f"x must have shape (..., 3); got {x.shape}")
-    if normalization not in _NORMALIZATIONS:
-        raise ValueError(f"normalization must be one of {_NORMALIZATIONS}; got {normalization!r}")
-    if zero_vector not in _ZERO_MODES:
-        raise ValueError(f"zero_vector must be one of {_ZERO_MODES}; got {zero_vector!r}")
+    check_choice(normalization, "normalization", NORMALIZATIONS)
+    check_choice(zero_vector, "zero_vector", _ZERO_MODES)
     if not isinstance(normalize, (bool, np.bool_)):
-        raise TypeError(f"normalize must be a bool; got {type(normalize).__name__}")
-    r = None
-    if normalize:
-        r = np.linalg.norm(x, axis=-1, keepdims=True)
-        if zero_vector == "e3nn":
-            r = np.maximum(r, ZERO_NORM_EPS)
-        elif np.any(r == 0):
-            bad = tuple(int(i) for i in np.argwhere(r[..., 0] == 0)[0])
+        raise TypeError(f"normalize must be True or False; got {normalize!r}")
+    if not normalize:
+        return ls, x, x, lambda grad_u: grad_u
+    # scale first: y = x / max|x_k| has components in [-1, 1], so |y|^2 in [1, 3] is exact-safe
+    m = np.max(np.abs(x), axis=-1, keepdims=True)
+    zero = m == 0.0
+    if zero_vector == "raise" and np.any(zero):
+        bad = tuple(int(i) for i in np.argwhere(zero[..., 0])[0])
+        raise ValueError(
+            f"x holds a zero vector (first at index {bad}) and normalize=True: its direction is "
+            "undefined. Remove it, use normalize=False, or pass zero_vector='e3nn' for e3nn's "
+            "value (Y^0 = const, all l > 0 zero)"
+        )
+    m_safe = np.where(zero, 1.0, m)
+    y = x / m_safe
+    n = np.sqrt(np.sum(y * y, axis=-1, keepdims=True))
+    n_safe = np.where(zero, 1.0, n)
+    u = y / n_safe
+    # e3nn divides by max(|x|, 1e-12): below the clamp u = x / 1e-12 (|x| = m n, no overflow here)
+    clamped = (m * n < ZERO_NORM_EPS) if zero_vector == "e3nn" else np.zeros_like(zero)
+    if np.any(clamped):
+        u = np.where(clamped, x / ZERO_NORM_EPS, u)
+
+    def back(grad_u):
+        # reverses u = x / |x| = (x / m) / n: project out the radial part, divide in two steps
+        radial = np.sum(u * grad_u, axis=-1, keepdims=True)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked just below
+            g = ((grad_u - u * radial) / n_safe) / m_safe
+            if np.any(clamped):  # the clamp is a constant: u = x / 1e-12
+                g = np.where(clamped, grad_u / ZERO_NORM_EPS, g)
+        if not np.all(np.isfinite(g)):
+            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(g))[0][:-1])
             raise ValueError(
-                f"x holds a zero vector (first at index {bad}) and normalize=True: its direction is "
-                "undefined. Remove it, use normalize=False, or pass zero_vector='e3nn' for e3nn's "
-                "value (Y^0 = const, all l > 0 zero)"
+                f"the gradient with respect to x overflows float64 at index {bad}: it scales as "
+                "1/|x|, and |x| is below ~1e-308 there; rescale x"
             )
-    return ls, x, r
+        return g
+
+    return ls, x, u, back
 
 
 def _component_table(u: np.ndarray, lmax: int) -> list[list[np.ndarray]]:
@@ -166,16 +202,23 @@ def spherical_harmonics(
     >>> spherical_harmonics(1, [0.0, 2.0, 0.0], True, normalization="component")
     array([0.        , 1.73205081, 0.        ])
     """
-    ls, x, r = _prepare(ls, x, normalize, normalization, zero_vector)
-    u = x / r if normalize else x
+    ls, x, u, _ = _prepare(ls, x, normalize, normalization, zero_vector)
     if not ls:
         return np.zeros(x.shape[:-1] + (0,))
-    table = _component_table(u, max(ls))
-    cols = []
-    for l in ls:
-        s = _scale(l, normalization)
-        cols.extend(c * s if s != 1.0 else c for c in table[l])
-    return np.stack(cols, axis=-1)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked just below
+        table = _component_table(u, max(ls))
+        cols = []
+        for l in ls:
+            s = _scale(l, normalization)
+            cols.extend(c * s if s != 1.0 else c for c in table[l])
+        out = np.stack(cols, axis=-1)
+    if not normalize and not np.all(np.isfinite(out)):
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(out))[0][:-1])
+        raise ValueError(
+            f"spherical_harmonics(normalize=False) overflows float64 at index {bad}: the output "
+            "scales as |x|^l; use normalize=True or rescale x"
+        )
+    return out
 
 
 def spherical_harmonics_vjp(
@@ -214,31 +257,79 @@ def spherical_harmonics_vjp(
     Tested against central finite differences and against torch autograd through e3nn
     (< 1e-12). Derivation of the gradient identity: ``derivations/spherical_harmonics.py``.
     """
-    ls, x, r = _prepare(ls, x, normalize, normalization, zero_vector)
+    ls, x, u, back = _prepare(ls, x, normalize, normalization, zero_vector)
     dim = sum(2 * l + 1 for l in ls)
     grad_out = as_float64(grad_out, "grad_out")
     if grad_out.shape != x.shape[:-1] + (dim,):
         raise ValueError(
             f"grad_out must have shape {x.shape[:-1] + (dim,)} (the output's); got {grad_out.shape}"
         )
-    u = x / r if normalize else x
     grad_u = np.zeros_like(x)
     if ls and max(ls) > 0:
-        table = _component_table(u, max(ls) - 1)
-        i = 0
-        for l in ls:
-            if l > 0:
-                s = _scale(l, normalization)
-                g = [grad_out[..., i + c] * s for c in range(2 * l + 1)]
-                gx, gy, gz = _gen.SH_VJP[l](table[l - 1], g)
-                grad_u[..., 0] += gx
-                grad_u[..., 1] += gy
-                grad_u[..., 2] += gz
-            i += 2 * l + 1
-    if not normalize:
-        return grad_u
-    # reverses u = x / r: r = |x| (or the clamped constant, whose derivative is zero)
-    n = np.linalg.norm(x, axis=-1, keepdims=True)
-    unclamped = n >= r if zero_vector == "e3nn" else np.ones_like(n, dtype=bool)
-    radial = np.sum(u * grad_u, axis=-1, keepdims=True)
-    return (grad_u - np.where(unclamped, u * radial, 0.0)) / r
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked just below
+            table = _component_table(u, max(ls) - 1)
+            i = 0
+            for l in ls:
+                if l > 0:
+                    s = _scale(l, normalization)
+                    g = [grad_out[..., i + c] * s for c in range(2 * l + 1)]
+                    gx, gy, gz = _gen.SH_VJP[l](table[l - 1], g)
+                    grad_u[..., 0] += gx
+                    grad_u[..., 1] += gy
+                    grad_u[..., 2] += gz
+                i += 2 * l + 1
+    if not normalize and not np.all(np.isfinite(grad_u)):
+        raise ValueError(
+            "spherical_harmonics_vjp(normalize=False) overflows float64: the gradient scales as "
+            "|x|^(l-1); use normalize=True or rescale x"
+        )
+    return back(grad_u)
+
+
+def _edge_prepare(lmax, edge_vec, zero_length):
+    lmax = check_int(lmax, "lmax", maximum=LMAX)
+    check_choice(zero_length, "zero_length", _ZERO_MODES)
+    v = as_float64(edge_vec, "edge_vec", ndim=2)
+    if v.shape[1] != 3:
+        raise ValueError(f"edge_vec must have shape (num_edges, 3); got {v.shape}")
+    if zero_length == "raise" and v.size:
+        zero = np.flatnonzero(np.all(v == 0.0, axis=1))
+        if zero.size:
+            raise ValueError(
+                f"pos: edge {int(zero[0])} joins coincident points, so x_j - x_i has no direction "
+                "for the spherical harmonics; remove the duplicate points or the edge (self-loops "
+                "included), or pass zero_length='e3nn' for e3nn's value"
+            )
+    return list(range(lmax + 1)), v
+
+
+def edge_harmonics(lmax: int, edge_vec, normalization: str = "integral", *,
+                   zero_length: str = "raise") -> np.ndarray:
+    r"""Harmonics :math:`Y^0 \oplus \dots \oplus Y^{l_{max}}` of edge directions
+    :math:`x_{ij} / \lVert x_{ij} \rVert`.
+
+    Parameters
+    ----------
+    lmax : int
+        Highest degree (irreps ``Irreps.spherical_harmonics(lmax)``).
+    edge_vec : ndarray, shape (E, 3), float64
+        :math:`x_j - x_i` from :func:`geomp_ref.graph.edge_vectors`; any finite non-zero length.
+    normalization : {'integral', 'component', 'norm'}
+    zero_length : {'raise', 'e3nn'}
+        A zero vector has no direction: ``'raise'`` names the edge and ``pos``; ``'e3nn'`` gives
+        e3nn's value (:math:`Y^0` and zeros; its VJP is that of the clamp, ``grad / 1e-12``).
+
+    Returns
+    -------
+    Y : ndarray, shape (E, (lmax+1)**2), float64
+    """
+    ls, v = _edge_prepare(lmax, edge_vec, zero_length)
+    return spherical_harmonics(ls, v, True, normalization, zero_vector=zero_length)
+
+
+def edge_harmonics_vjp(lmax: int, edge_vec, grad_out, normalization: str = "integral", *,
+                       zero_length: str = "raise") -> np.ndarray:
+    r"""VJP of :func:`edge_harmonics` with respect to ``edge_vec``:
+    :math:`\bar x_{ij} = (I - u u^T)\, \bar u / \lVert x_{ij} \rVert`, shape (E, 3)."""
+    ls, v = _edge_prepare(lmax, edge_vec, zero_length)
+    return spherical_harmonics_vjp(ls, v, grad_out, True, normalization, zero_vector=zero_length)

@@ -35,21 +35,22 @@ weighted). Output block ``io`` is :math:`\sum_{p \to io} c_p z^{(p)}`, zero with
 
 :math:`\alpha_p = 2l_o + 1` (``irrep_normalization='component'``), :math:`(2l_1+1)(2l_2+1)`
 (``'norm'``) or 1 (``'none'``); :math:`F_p = \sum_{q \to io} v1_{q} v2_{q} n_q` (``'element'``),
-:math:`v1_p v2_p n_p \cdot \#\{q \to io\}` (``'path'``) or 1 (``'none'``), not divided when 0; fan-in
-``n``: uvw ``m1 m2``, uvu ``m2``, uvv ``m1``, uuw ``m1``, uuu/uvuv ``1``. **The user's
+:math:`v1_p v2_p n_p \cdot \#\{q \to io\}` (``'path'``) or 1 (``'none'``), not divided when 0;
+fan-in ``n``: uvw ``m1 m2``, uvu ``m2``, uvv ``m1``, uuw ``m1``, uuu/uvuv ``1``. **The user's
 ``path_weight`` sits under the square root** (e3nn's semantics: 4 scales the path by 2).
 
-Conventions: e3nn >= 0.5 (``reference/e3nn_conventions.md`` §5–§6, README "O(3) conventions");
-weights flat in e3nn's exact layout (weighted instructions in order, each ``W_p`` row-major), so
-e3nn weights copy across unchanged. The spec keeps the user's ``path_weight`` in ``instructions``;
-the constants :math:`c_p` are in ``spec.path_coefficients`` (e3nn overwrites its instructions'
-``path_weight`` with :math:`c_p`).
+Conventions: those of e3nn >= 0.5 (irreps layout multiplicity-major, coupling tensors from
+:func:`~geomp_ref.o3.wigner_3j`); weights flat in e3nn's exact layout (weighted instructions in
+order, each ``W_p`` row-major), so e3nn weights copy across unchanged. The spec keeps the
+user's ``path_weight`` in ``instructions``; the constants :math:`c_p` are in
+``spec.path_coefficients`` (e3nn overwrites its instructions' ``path_weight`` with :math:`c_p`).
 
 VJP (bilinear, derivation ``derivations/tensor_product.py``): with :math:`g = c_p\,\partial L /
 \partial z^{(p)}`, the weight gradient is the same einsum with ``W`` and ``z`` swapped
 (uvw: :math:`\bar W_{uvw} = \sum_{k} s_{uv,k} g_{w,k}`), :math:`\bar s` is the transpose einsum,
-:math:`\bar x1_{u,i} = \sum_{vk} \bar s_{uv,k} t_{v,ik}`, :math:`\bar t_{v,ik} = \sum_u \bar s_{uv,k}
-x1_{u,i}` and :math:`\bar x2_{v,j} = \sum_{ik} \bar t_{v,ik} C_{ijk}`.
+:math:`\bar x1_{u,i} = \sum_{vk} \bar s_{uv,k} t_{v,ik}`,
+:math:`\bar t_{v,ik} = \sum_u \bar s_{uv,k} x1_{u,i}` and
+:math:`\bar x2_{v,j} = \sum_{ik} \bar t_{v,ik} C_{ijk}`.
 
 References
 ----------
@@ -64,7 +65,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._validate import as_float64, check_shape
+from .._validate import as_float64, as_rng, check_bool, check_cache, check_choice, check_params
+from .._validate import grad_out as _grad_out
+from ..layers.base import Block
 from ._tp_instructions import (
     MODES,
     Instruction,
@@ -87,18 +90,19 @@ __all__ = [
 
 
 class TensorProductCache(NamedTuple):
-    """Forward locals: inputs as (Z, dim) rows, the weight, and per-instruction ``t`` and ``s``."""
+    """Forward locals: inputs as (Z, dim) rows, the weight ``w`` (None without weights), per
+    instruction ``t`` and ``s``, and the batch shape."""
 
     x1: np.ndarray
     x2: np.ndarray
-    weight: np.ndarray | None
-    t: tuple  # per instruction: (Z, m2, d1, do) = sum_j C_ijk x2_vj
-    s: tuple  # per instruction: (Z, m1, m2, do) (uv modes) or (Z, m1, do) (uu modes)
-    batch_shape: tuple
+    w: np.ndarray | None
+    ts: tuple  # per instruction: (Z, m2, d1, do) = sum_j C_ijk x2_vj
+    ss: tuple  # per instruction: (Z, m1, m2, do) (uv modes) or (Z, m1, do) (uu modes)
+    batch: tuple
 
 
 @dataclass(frozen=True)
-class TensorProduct:
+class TensorProduct(Block):
     r"""Weighted Clebsch–Gordan tensor product (spec; see the module docstring for the maths).
 
     Parameters
@@ -119,11 +123,13 @@ class TensorProduct:
 
     Notes
     -----
-    ``forward(params, x1, x2[, weight]) -> (out, cache)`` with ``x1`` ``(*batch, dim1)`` and ``x2``
-    ``(*batch, dim2)`` (same batch shape); ``backward(params, cache, grad_out) -> (grad_params,
-    (grad_x1, grad_x2[, grad_weight]))``. Properties (tested): bilinear in (x1, x2), linear in the
-    weight, equivariant ``f(x1 D1^T, x2 D2^T) = f(x1, x2) Do^T`` for every orthogonal Q (parity
-    included), equal to e3nn's module with the same weights.
+    ``forward(params, x1, x2, weight=None) -> (out, cache)`` with ``x1`` ``(*batch, dim1)`` and
+    ``x2`` ``(*batch, dim2)`` (same batch shape); ``weight`` is given exactly when
+    ``takes_weight``. ``backward(params, cache, grad_out) -> (grad_params, (grad_x1, grad_x2,
+    grad_weight))`` with ``grad_weight = None`` when the weight is not an input. Properties
+    (tested): bilinear in (x1, x2), linear in the weight, equivariant
+    ``f(x1 D1^T, x2 D2^T) = f(x1, x2) Do^T`` for every orthogonal Q (parity included), equal to
+    e3nn's module with the same weights.
     """
 
     irreps_in1: Any
@@ -143,40 +149,38 @@ class TensorProduct:
 
     def __post_init__(self):
         put = object.__setattr__
+        owner = type(self).__name__
         for name in ("irreps_in1", "irreps_in2", "irreps_out"):
-            put(self, name, _safe_irreps(getattr(self, name), name))
+            put(self, name, _safe_irreps(getattr(self, name), f"{owner}.{name}"))
         b1, b2, bo = (_blocks(self.irreps_in1), _blocks(self.irreps_in2), _blocks(self.irreps_out))
         if isinstance(self.instructions, (str, bytes)) or not hasattr(
             self.instructions, "__iter__"
         ):
             raise TypeError(
-                "instructions must be a sequence of tuples "
+                f"{owner}.instructions must be a sequence of tuples "
                 "(i_in1, i_in2, i_out, mode, has_weight[, path_weight])"
             )
         ins = tuple(
-            _normalise_instruction(k, x, b1, b2, bo) for k, x in enumerate(self.instructions)
+            _normalise_instruction(k, x, b1, b2, bo, owner) for k, x in enumerate(self.instructions)
         )
         put(self, "instructions", ins)
-        put(self, "in1_var", _check_var(self.in1_var, len(b1), "in1_var"))
-        put(self, "in2_var", _check_var(self.in2_var, len(b2), "in2_var"))
-        put(self, "out_var", _check_var(self.out_var, len(bo), "out_var"))
-        if self.irrep_normalization not in ("component", "norm", "none"):
-            raise ValueError(
-                "irrep_normalization must be 'component', 'norm' or 'none'; "
-                f"got {self.irrep_normalization!r}"
-            )
-        if self.path_normalization not in ("element", "path", "none"):
-            raise ValueError(
-                "path_normalization must be 'element', 'path' or 'none'; "
-                f"got {self.path_normalization!r}"
-            )
+        put(self, "in1_var", _check_var(self.in1_var, len(b1), f"{owner}.in1_var"))
+        put(self, "in2_var", _check_var(self.in2_var, len(b2), f"{owner}.in2_var"))
+        put(self, "out_var", _check_var(self.out_var, len(bo), f"{owner}.out_var"))
+        check_choice(self.irrep_normalization, f"{owner}.irrep_normalization",
+                     ("component", "norm", "none"))
+        check_choice(self.path_normalization, f"{owner}.path_normalization",
+                     ("element", "path", "none"))
+        for name in ("internal_weights", "shared_weights"):
+            if getattr(self, name) is not None:
+                check_bool(getattr(self, name), f"{owner}.{name}")
         shared = True if self.shared_weights is None else bool(self.shared_weights)
         internal = self.internal_weights
         if internal is None:
             internal = shared and any(i.has_weight for i in ins)
         if internal and not shared:
             raise ValueError(
-                "internal_weights=True needs shared_weights=True (per-sample weights "
+                f"{owner}.internal_weights=True needs shared_weights=True (per-sample weights "
                 "are an input); set internal_weights=False"
             )
         put(self, "shared_weights", shared)
@@ -245,16 +249,20 @@ class TensorProduct:
         """True when the weight is an input of ``forward`` rather than a param."""
         return not self.internal_weights and self.weight_numel > 0
 
-    def init(self, rng: np.random.Generator) -> dict:
+    def param_shapes(self) -> dict:
+        """``{"weight": (weight_numel,)}`` with internal weights, else ``{}``."""
+        return {"weight": (self.weight_numel,)} if self.internal_weights else {}
+
+    def init(self, rng) -> dict:
         """``{"weight": N(0, 1) of shape (weight_numel,)}`` with internal weights, else ``{}``."""
+        rng = as_rng(rng, "rng")
         if not self.internal_weights:
             return {}
         return {"weight": rng.standard_normal(self.weight_numel)}
 
-    def __call__(self, params, x1, x2, weight=None):
-        return self.forward(params, x1, x2, weight)[0]
-
     def _inputs(self, params, x1, x2, weight):
+        owner = type(self).__name__
+        check_params(params, self.param_shapes(), owner, exact=True)
         x1 = as_float64(x1, "x1")
         x2 = as_float64(x2, "x2")
         d1, d2 = self.irreps_in1.dim, self.irreps_in2.dim
@@ -266,42 +274,36 @@ class TensorProduct:
             raise ValueError(
                 f"x2 must have shape (..., {d2}) for irreps_in2={self.irreps_in2}; got {x2.shape}"
             )
-        batch = x1.shape[:-1]
+        batch = tuple(x1.shape[:-1])
         if x2.shape[:-1] != batch:
             raise ValueError(
-                f"x1 and x2 must share their batch shape; got {x1.shape[:-1]} and "
-                f"{x2.shape[:-1]} (broadcast them first)"
+                f"x1 and x2 must share their batch shape; got x1 {x1.shape} and x2 {x2.shape} "
+                "(broadcast them first)"
             )
         z = math.prod(batch)
         if self.takes_weight:
+            want = (self.weight_numel,) if self.shared_weights else batch + (self.weight_numel,)
             if weight is None:
-                want = (
-                    f"({self.weight_numel},)"
-                    if self.shared_weights
-                    else (f"(*batch, {self.weight_numel})")
-                )
                 raise ValueError(
-                    f"weight must be passed to forward (internal_weights=False) with shape {want}"
+                    f"weight must be passed to {owner}.forward (internal_weights=False) with "
+                    f"shape {want}"
                 )
             w = as_float64(weight, "weight")
-            if self.shared_weights:
-                check_shape(w, (self.weight_numel,), "weight")
-            else:
-                check_shape(w, tuple(batch) + (self.weight_numel,), "weight")
+            if w.shape != want:
+                raise ValueError(
+                    f"weight must have shape {want} ("
+                    + ("shared" if self.shared_weights else "one row per sample")
+                    + f", weight_numel={self.weight_numel}); got {w.shape}"
+                )
+            if not self.shared_weights:
                 w = w.reshape(z, self.weight_numel)
         elif weight is not None:
             raise ValueError(
-                "weight must not be passed to forward: this spec keeps it in "
-                "params['weight'] (internal_weights=True) or has no weights"
+                f"weight must not be passed to {owner}.forward: this spec keeps it in "
+                "params['weight'] (internal_weights=True) or has no weighted path"
             )
         elif self.internal_weights:
-            if not isinstance(params, dict) or "weight" not in params:
-                raise ValueError(
-                    "params must be {'weight': array of shape "
-                    f"({self.weight_numel},)}} (from init)"
-                )
             w = as_float64(params["weight"], "params['weight']")
-            check_shape(w, (self.weight_numel,), "params['weight']")
         else:
             w = None
         return x1.reshape(z, d1), x2.reshape(z, d2), w, batch
@@ -338,23 +340,24 @@ class TensorProduct:
             out[:, slo] += c_p * zp.reshape(z, mo * do)
             ts.append(t)
             ss.append(s)
-        cache = TensorProductCache(x1, x2, w, tuple(ts), tuple(ss), tuple(batch))
-        return out.reshape(tuple(batch) + (self.irreps_out.dim,)), cache
+        cache = TensorProductCache(x1, x2, w, tuple(ts), tuple(ss), batch)
+        return out.reshape(batch + (self.irreps_out.dim,)), cache
 
     def backward(self, params, cache: TensorProductCache, grad_out):
-        """VJP: ``(grad_params, (grad_x1, grad_x2[, grad_weight]))``."""
-        batch = cache.batch_shape
+        """VJP: ``(grad_params, (grad_x1, grad_x2, grad_weight or None))``."""
+        owner = type(self).__name__
+        check_cache(cache, TensorProductCache, owner)
+        batch = cache.batch
+        g = _grad_out(grad_out, batch + (self.irreps_out.dim,), owner)
         z = cache.x1.shape[0]
-        grad_out = as_float64(grad_out, "grad_out")
-        check_shape(grad_out, tuple(batch) + (self.irreps_out.dim,), "grad_out")
-        g = grad_out.reshape(z, self.irreps_out.dim)
-        w = cache.weight
+        g = g.reshape(z, self.irreps_out.dim)
+        w = cache.w
         per_sample = w is not None and w.ndim == 2
         grad_x1 = np.zeros_like(cache.x1)
         grad_x2 = np.zeros_like(cache.x2)
         grad_w = None if w is None else np.zeros_like(w)
         for ins, c_p, tab, t, s in zip(
-            self.instructions, self.path_coefficients, self._tables, cache.t, cache.s
+            self.instructions, self.path_coefficients, self._tables, cache.ts, cache.ss
         ):
             sl1, sl2, slo, (m1, m2, mo), (d1, d2, do), cg, slw, live = tab
             if not live:
@@ -385,15 +388,13 @@ class TensorProduct:
             )
             grad_x1[:, sl1] += grad_x1_u.reshape(z, m1 * d1)
             grad_x2[:, sl2] += grad_x2_v.reshape(z, m2 * d2)
-        grad_x1 = grad_x1.reshape(tuple(batch) + (self.irreps_in1.dim,))
-        grad_x2 = grad_x2.reshape(tuple(batch) + (self.irreps_in2.dim,))
+        grad_x1 = grad_x1.reshape(batch + (self.irreps_in1.dim,))
+        grad_x2 = grad_x2.reshape(batch + (self.irreps_in2.dim,))
         if self.internal_weights:
-            return {"weight": grad_w if grad_w is not None else np.zeros(0)}, (grad_x1, grad_x2)
-        if self.takes_weight:
-            if per_sample:
-                grad_w = grad_w.reshape(tuple(batch) + (self.weight_numel,))
-            return {}, (grad_x1, grad_x2, grad_w)
-        return {}, (grad_x1, grad_x2)
+            return {"weight": grad_w}, (grad_x1, grad_x2, None)
+        if self.takes_weight and per_sample:
+            grad_w = grad_w.reshape(batch + (self.weight_numel,))
+        return {}, (grad_x1, grad_x2, grad_w)
 
     def weight_views(self, weight) -> list:
         """Per instruction, the view ``W_p`` of a flat weight (``None`` for weightless paths)."""

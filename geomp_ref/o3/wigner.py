@@ -1,6 +1,6 @@
 r"""Real Wigner matrices and real coupling tensors (Wigner 3j) in e3nn's basis.
 
-Real basis (e3nn >= 0.5, ``reference/e3nn_conventions.md`` sections 3-5). The unitary
+Real basis (the one of e3nn >= 0.5). The unitary
 :math:`Q_l` (row: complex order :math:`m`, column: real index) maps real to complex components;
 for :math:`m > 0`
 
@@ -39,7 +39,9 @@ so :math:`\sum C^2 = 1` and :math:`C` is invariant:
 ``tables/cg_lmax8.npz`` (written by ``derivations/clebsch_gordan.py``) holds every triple with
 :math:`l \le 8`, each entry the exact SymPy number rounded once to float64; higher degrees are
 generated on demand by the same exact code (SymPy, imported only then) and cached in
-``$GEOMP_REF_CACHE`` (default ``~/.cache/geomp_ref``).
+``$GEOMP_REF_CACHE`` (default ``~/.cache/geomp_ref``). Degrees above ``LMAX_3J = 16`` are
+refused with a ``ValueError``: the exact construction loops over :math:`(2l+1)^3` entries and takes
+about 2 s at :math:`(16, 16, 16)`, growing as :math:`l^3` beyond (about 1 min at ``l = 100``).
 
 References
 ----------
@@ -56,16 +58,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .._validate import as_float64 as _as_float64_nd1
-from .._validate import check_int
-
-
-def as_float64(x, name):
-    # _validate.as_float64 returns shape (1,) for 0-d input (np.ascontiguousarray); keep the shape
-    return _as_float64_nd1(x, name).reshape(np.shape(x))
-
+from .._validate import as_float64, check_alloc, check_int
+from ._wigner_exact import _q_phase, exact_coupling, exact_coupling_float  # noqa: F401
 
 __all__ = [
+    "LMAX_3J",
+    "LMAX_D",
     "change_basis_real_to_complex",
     "so3_generators",
     "wigner_3j",
@@ -74,6 +72,11 @@ __all__ = [
 
 TABLE_PATH = Path(__file__).parent / "tables" / "cg_lmax8.npz"
 ORTHOGONALITY_TOL = 1e-9
+#: Highest degree wigner_3j serves: the table holds l <= 8, SymPy builds l <= 16 in seconds.
+LMAX_3J = 16
+#: Highest degree of Wigner matrices and generators: an eigen-decomposition of size 2l+1 (about
+#: 2 s at l = 1000, growing as l^3).
+LMAX_D = 1000
 
 
 # -------------------------------------------------------------------------------------------
@@ -93,7 +96,7 @@ def change_basis_real_to_complex(l: int) -> np.ndarray:
         Row = complex order ``m`` (index ``l + m``), column = real index; includes the global
         phase :math:`(-i)^l`. Complex coefficients are ``Q @ x_real``.
     """
-    l = check_int(l, "l")
+    l = check_int(l, "l", maximum=LMAX_D)
     q = np.zeros((2 * l + 1, 2 * l + 1), dtype=np.complex128)
     s = np.sqrt(0.5)
     for m in range(1, l + 1):
@@ -126,7 +129,8 @@ def so3_generators(l: int) -> np.ndarray:
         :math:`e^{\theta J_k}` is the Wigner matrix of the rotation by :math:`\theta` about axis
         ``k``; :math:`[J_x, J_y] = J_z` (cyclic) and :math:`J^1_k` generate the 3x3 rotations.
     """
-    return _generators(check_int(l, "l")).copy()
+    l = check_int(l, "l", maximum=LMAX_D)
+    return _generators(l).copy()
 
 
 @functools.cache
@@ -179,11 +183,12 @@ def wigner_D(l: int, alpha, beta, gamma) -> np.ndarray:
     :math:`e^{\alpha J_y} e^{\beta J_x} e^{\gamma J_y}` evaluated with mpmath at 30 digits for
     random angles: max abs error 5.6e-16 (l = 2), 1.5e-15 (l = 8), 2.1e-15 (l = 12).
     """
-    l = check_int(l, "l")
+    l = check_int(l, "l", maximum=LMAX_D)
     a = as_float64(alpha, "alpha")
     b = as_float64(beta, "beta")
     c = as_float64(gamma, "gamma")
     a, b, c = np.broadcast_arrays(a, b, c)
+    check_alloc(a.shape + (4, 2 * l + 1, 2 * l + 1), "l")
     return _rot_y(l, a) @ _rot_x(l, b) @ _rot_y(l, c)
 
 
@@ -239,7 +244,7 @@ def wigner_3j(l1: int, l2: int, l3: int) -> np.ndarray:
     Raises
     ------
     ValueError
-        If a degree is negative or the triangle condition fails.
+        If a degree is negative or above ``LMAX_3J = 16``, or the triangle condition fails.
 
     Notes
     -----
@@ -248,10 +253,16 @@ def wigner_3j(l1: int, l2: int, l3: int) -> np.ndarray:
     rotation of the three indices; cyclic symmetry; an odd permutation multiplies by
     :math:`(-1)^{l_1+l_2+l_3}`; :math:`C^{111} = \varepsilon/\sqrt6`; equal to
     ``e3nn.o3.wigner_3j`` (>= 0.5) to 2e-16. ``l <= 8``: read from the shipped table (loaded
-    lazily once, < 50 ms). Above: computed exactly with SymPy on first use (seconds) and cached
-    on disk in ``$GEOMP_REF_CACHE`` or ``~/.cache/geomp_ref``.
+    lazily once, < 50 ms). ``8 < l <= 16``: computed exactly with SymPy on first use (0.5-3 s)
+    and cached on disk in ``$GEOMP_REF_CACHE`` or ``~/.cache/geomp_ref``.
     """
     l1, l2, l3 = check_int(l1, "l1"), check_int(l2, "l2"), check_int(l3, "l3")
+    if max(l1, l2, l3) > LMAX_3J:
+        raise ValueError(
+            f"wigner_3j(l1={l1}, l2={l2}, l3={l3}): degrees above LMAX_3J = {LMAX_3J} are not "
+            f"served (the shipped table holds l <= 8; the exact SymPy construction takes seconds "
+            f"up to l = {LMAX_3J} and grows as l^3 beyond); use degrees <= {LMAX_3J}"
+        )
     if not abs(l1 - l2) <= l3 <= l1 + l2:
         raise ValueError(
             f"wigner_3j(l1={l1}, l2={l2}, l3={l3}): the triangle condition "
@@ -333,67 +344,4 @@ def _on_demand(l1: int, l2: int, l3: int):
         os.replace(tmp, path)
     except OSError:
         pass  # a read-only home only costs regeneration next time
-    return flat, vals
-
-
-# -------------------------------------------------------------------------------------------
-# the exact path (SymPy; imported only here)
-# -------------------------------------------------------------------------------------------
-def _q_phase(m: int, mu: int):
-    """Exponent k with (Q0_l)[m, mu] = i^k / sqrt(2)^[mu != 0] (Q0 = Q without (-i)^l), or None."""
-    if mu == 0:
-        return 0 if m == 0 else None
-    if abs(m) != abs(mu):
-        return None
-    if mu > 0:
-        return 0 if m == -mu else 2 * mu
-    return 3 if m == mu else 1 + 2 * abs(mu)
-
-
-def exact_coupling(l1: int, l2: int, l3: int) -> dict:
-    r"""Exact non-zero entries of :math:`C^{l_1 l_2 l_3}` as SymPy numbers.
-
-    Returns ``{(a, b, c): value}`` with ``a = mu1 + l1`` etc. Each value is
-    :math:`2^{-s/2} (2 l_3 + 1)^{-1/2} \sum \pm \langle l_1 m_1 l_2 m_2 | l_3 m_3\rangle` where
-    ``s`` counts the non-zero real orders and the sum runs over the sign choices
-    :math:`m_i = \pm \mu_i` for which the phase :math:`i^{k_1 + k_2 - k_3 + 3(l_1 + l_2 - l_3)}`
-    of the :math:`Q` entries is real (its value, +-1, is the sign). SymPy collects equal radicals,
-    so an entry that cancels is an exact zero and is omitted.
-    """
-    import sympy
-    from sympy.physics.wigner import clebsch_gordan
-
-    out = {}
-    for mu1 in range(-l1, l1 + 1):
-        for mu2 in range(-l2, l2 + 1):
-            for mu3 in range(-l3, l3 + 1):
-                terms = []
-                for m1 in {mu1, -mu1}:
-                    for m2 in {mu2, -mu2}:
-                        m3 = m1 + m2
-                        if abs(m3) != abs(mu3):
-                            continue
-                        k = _q_phase(m1, mu1) + _q_phase(m2, mu2) - _q_phase(m3, mu3)
-                        k = (k + 3 * (l1 + l2 - l3)) % 4
-                        if k % 2:
-                            continue  # purely imaginary term: no real part
-                        cg = clebsch_gordan(l1, l2, l3, m1, m2, m3)
-                        terms.append(cg if k == 0 else -cg)
-                if not terms:
-                    continue
-                s = (mu1 != 0) + (mu2 != 0) + (mu3 != 0)
-                val = sympy.Add(*terms) / sympy.sqrt(sympy.Integer(2) ** s * (2 * l3 + 1))
-                if val != 0:
-                    out[(mu1 + l1, mu2 + l2, mu3 + l3)] = val
-    return out
-
-
-def exact_coupling_float(l1: int, l2: int, l3: int):
-    """``(flat_index int32, values float64)`` of :func:`exact_coupling`, each value the exact
-    number evaluated to 40 digits and rounded once to float64 (sorted by flat index)."""
-    ent = exact_coupling(l1, l2, l3)
-    shape = (2 * l1 + 1, 2 * l2 + 1, 2 * l3 + 1)
-    keys = sorted(ent)
-    flat = np.array([np.ravel_multi_index(k, shape) for k in keys], dtype=np.int32)
-    vals = np.array([float(ent[k].evalf(40)) for k in keys], dtype=np.float64)
     return flat, vals

@@ -129,8 +129,17 @@ def test_errors(gen):
         lin(p, np.full((2, 5), np.nan))
     with pytest.raises(ValueError, match=r"params\['bias'\]"):
         lin({"weight": p["weight"], "bias": np.ones(3)}, np.ones((2, 5)))
-    with pytest.raises(ValueError, match="params must"):
+    with pytest.raises(ValueError, match="params of Linear lacks"):
         lin({}, np.ones((2, 5)))
+    with pytest.raises(ValueError, match="unexpected key"):
+        lin({**p, "extra": np.ones(2)}, np.ones((2, 5)))
+    out, cache = lin.forward(p, np.ones((2, 5)))
+    with pytest.raises(ValueError, match="grad_out of Linear.backward"):
+        lin.backward(p, cache, np.ones((2, 3)))
+    with pytest.raises(TypeError, match="cache of Linear.backward"):
+        lin.backward(p, tuple(cache), out)
+    with pytest.raises(TypeError, match="rng"):
+        lin.init("seed")
 
 
 def test_zero_multiplicities(gen):

@@ -150,7 +150,8 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="beta contains NaN"):
         angles_to_matrix(0.0, np.nan, 0.0)
     with pytest.raises(TypeError, match="rng must be a numpy.random.Generator"):
-        random_rotation(0)
+        random_rotation("0")
+    np.testing.assert_array_equal(random_rotation(3), random_rotation(np.random.default_rng(3)))
     with pytest.raises(ValueError, match="n must be >= 0"):
         random_orthogonal(np.random.default_rng(0), -1)
     with pytest.raises(ValueError, match="grad_R must have shape"):

@@ -1,4 +1,5 @@
-"""Spherical harmonics: values vs mpmath, normalizations by quadrature, equivariance, VJP."""
+"""Spherical harmonics: values vs mpmath, normalizations by quadrature, equivariance, VJP, the
+whole float64 range, edge harmonics."""
 
 from __future__ import annotations
 
@@ -6,7 +7,12 @@ import numpy as np
 import pytest
 
 from geomp_ref.o3 import Irreps, random_orthogonal
-from geomp_ref.o3.spherical_harmonics import spherical_harmonics, spherical_harmonics_vjp
+from geomp_ref.o3.spherical_harmonics import (
+    edge_harmonics,
+    edge_harmonics_vjp,
+    spherical_harmonics,
+    spherical_harmonics_vjp,
+)
 
 LS = list(range(13))
 
@@ -220,3 +226,53 @@ def test_empty_batch_and_constant_degree():
     y0 = spherical_harmonics(0, np.ones((2, 3)), True)
     np.testing.assert_array_equal(y0, np.full((2, 1), 1 / np.sqrt(4 * np.pi)))
     assert not spherical_harmonics_vjp(0, np.ones((2, 3)), np.ones((2, 1)), True).any()
+
+
+@pytest.mark.parametrize("scale", [5e-324, 1e-300, 1e-200, 1e-160, 1e160, 1e200, 1e300, 1.7e308])
+def test_normalize_accepts_every_finite_nonzero_vector(scale, rng):
+    """Y(s x / |s x|) = Y(x / |x|) for any scale (the direction is exact, independent route: the
+    unit-scale value), and the VJP is the unit-scale VJP divided by s (where representable)."""
+    x = rng.normal(size=(5, 3))
+    x /= np.abs(x).max()  # so that x * 1.7e308 is still finite
+    if scale == 5e-324:  # the smallest subnormal: components must be multiples of it
+        x = np.array([[1.0, 0, 0], [0, -1.0, 0], [3.0, 4.0, 0]])
+    want = spherical_harmonics(LS[:5], x, True)
+    got = spherical_harmonics(LS[:5], x * scale, True)
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-15)
+    g = rng.normal(size=want.shape)
+    gx = spherical_harmonics_vjp(LS[:5], x, g, True)
+    if scale >= 1e-300:
+        np.testing.assert_allclose(spherical_harmonics_vjp(LS[:5], x * scale, g, True) * scale, gx,
+                                   rtol=1e-12, atol=1e-13 * np.abs(gx).max())
+    else:  # the true gradient (~1/|x|) exceeds the float64 range: a named error, not inf
+        with pytest.raises(ValueError, match="overflows float64"):
+            spherical_harmonics_vjp(LS[:5], x * scale, g, True)
+
+
+def test_the_reported_cases():
+    np.testing.assert_allclose(spherical_harmonics(1, [1e200, 0.0, 0.0], True),
+                               [np.sqrt(3 / (4 * np.pi)), 0, 0], rtol=1e-15)
+    np.testing.assert_allclose(spherical_harmonics(1, [1e-200, 0.0, 0.0], True),
+                               [np.sqrt(3 / (4 * np.pi)), 0, 0], rtol=1e-15)
+    with pytest.raises(ValueError, match="overflows float64"):
+        spherical_harmonics(2, [1e200, 0.0, 0.0], False)
+    with pytest.raises(ValueError, match="overflows float64"):
+        spherical_harmonics_vjp(3, [1e200, 0.0, 0.0], np.ones(7), False)
+
+
+def test_edge_harmonics(rng):
+    v = rng.normal(size=(6, 3))
+    Y = edge_harmonics(2, v, "component")
+    np.testing.assert_array_equal(Y, spherical_harmonics([0, 1, 2], v, True, "component"))
+    g = rng.normal(size=Y.shape)
+    np.testing.assert_array_equal(edge_harmonics_vjp(2, v, g, "component"),
+                                  spherical_harmonics_vjp([0, 1, 2], v, g, True, "component"))
+    v[3] = 0.0
+    with pytest.raises(ValueError, match="pos: edge 3 joins coincident points"):
+        edge_harmonics(1, v)
+    Ye = edge_harmonics(1, v, "component", zero_length="e3nn")
+    np.testing.assert_array_equal(Ye[3], [1.0, 0, 0, 0])
+    with pytest.raises(ValueError, match="lmax must be <= 12"):
+        edge_harmonics(13, v)
+    with pytest.raises(ValueError, match="edge_vec must have shape"):
+        edge_harmonics(1, v[:, :2])

@@ -3,7 +3,7 @@
 Independent routes: central finite differences (exact up to rounding: the map is linear in each
 argument separately), the representation matrices ``Irreps.D_from_matrix`` with random
 orthogonal matrices of both determinants, closed forms (dot and cross products) and the
-normalisation constants quoted in ``reference/e3nn_conventions.md`` §6.
+normalisation constants of e3nn (11 paths, 36 weights for the example below).
 """
 
 from __future__ import annotations
@@ -66,11 +66,11 @@ def _spec(key, **kw):
 def _inputs(spec, gen, n=5):
     x1 = gen.standard_normal((n, spec.irreps_in1.dim))
     x2 = gen.standard_normal((n, spec.irreps_in2.dim))
-    extra = ()
+    w = None
     if spec.takes_weight:
         shape = (spec.weight_numel,) if spec.shared_weights else (n, spec.weight_numel)
-        extra = (gen.standard_normal(shape),)
-    return (x1, x2) + extra
+        w = gen.standard_normal(shape)
+    return x1, x2, w
 
 
 def _fd_check(spec, params, inputs, gen, eps=1e-5):
@@ -84,6 +84,9 @@ def _fd_check(spec, params, inputs, gen, eps=1e-5):
         return float(np.sum(g * spec.forward(p, *xs)[0]))
 
     for k, x in enumerate(inputs):
+        if x is None:
+            assert grad_inputs[k] is None
+            continue
         d = gen.standard_normal(x.shape)
         xs_p = list(inputs)
         xs_m = list(inputs)
@@ -157,7 +160,7 @@ def test_closed_forms(gen):
 
 
 def test_fully_connected_reference_constants():
-    # reference/e3nn_conventions.md §6: 11 paths, 36 weights, c = sqrt(1/5), sqrt(3/7), sqrt(5/6).
+    # e3nn builds 11 paths and 36 weights here, with c = sqrt(1/5), sqrt(3/7), sqrt(5/6).
     fc = FullyConnectedTensorProduct("2x0e+2x1o+1x2e", "1x0e+1x1o+1x2e", "2x0e+2x1o+2x2e")
     assert len(fc.instructions) == 11 and fc.weight_numel == 36
     want = {0: math.sqrt(1 / 5), 1: math.sqrt(3 / 7), 2: math.sqrt(5 / 6)}
@@ -214,7 +217,7 @@ def test_shared_weight_equals_per_sample_copies(gen):
     shared = _spec("uvu")
     per = _spec("uvu", shared_weights=False)
     p = shared.init(gen)
-    x1, x2 = _inputs(shared, gen)
+    x1, x2, _ = _inputs(shared, gen)
     np.testing.assert_allclose(
         per({}, x1, x2, np.tile(p["weight"], (5, 1))), shared(p, x1, x2), atol=1e-14
     )
@@ -282,8 +285,10 @@ def test_bad_inputs(gen):
     with pytest.raises(ValueError, match="weight must have shape"):
         per({}, x1, x2, np.ones((3, per.weight_numel)))
     out, cache = fc.forward(p, x1, x2)
-    with pytest.raises(ValueError, match="grad_out must have shape"):
+    with pytest.raises(ValueError, match="grad_out of FullyConnectedTensorProduct.backward"):
         fc.backward(p, cache, out[:, :-1])
+    with pytest.raises(TypeError, match="cache"):
+        fc.backward(p, tuple(cache), out)
 
 
 def test_zero_multiplicities(gen):

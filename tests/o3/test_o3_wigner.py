@@ -175,6 +175,17 @@ def test_wigner_3j_bad_inputs():
         wigner_3j(1.0, 1, 1)
 
 
+def test_wigner_3j_refuses_degrees_it_cannot_serve_quickly():
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match="LMAX_3J = 16"):
+        wigner_3j(100, 100, 100)
+    with pytest.raises(ValueError, match="above LMAX_3J"):
+        wigner_3j(17, 1, 16)
+    assert time.perf_counter() - t0 < 1.0  # refused before any SymPy work
+
+
 # ----------------------------------------------------------------------------------- Wigner D
 def test_D1_is_the_rotation_matrix(rng):
     a, b, c = rng.uniform(-7, 7, (3, 10))
@@ -220,6 +231,8 @@ def test_wigner_D_bad_inputs():
         wigner_D(1, np.nan, 0.0, 0.0)
     with pytest.raises(ValueError, match="l must be >= 0"):
         wigner_D(-1, 0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="l must be <= 1000"):
+        wigner_D(10**6, 0.0, 0.0, 0.0)
 
 
 def _derivation(name):

@@ -8,10 +8,10 @@ import pytest
 e3nn = pytest.importorskip("e3nn")
 torch = pytest.importorskip("torch")
 
-from e3nn import o3 as eo3
+from e3nn import o3 as eo3  # noqa: E402
 
-from geomp_ref import o3
-from geomp_ref.o3.spherical_harmonics import (
+from geomp_ref import o3  # noqa: E402
+from geomp_ref.o3.spherical_harmonics import (  # noqa: E402
     spherical_harmonics,
     spherical_harmonics_vjp,
 )

@@ -12,13 +12,13 @@ import pytest
 torch = pytest.importorskip("torch")
 e3nn = pytest.importorskip("e3nn")
 
-from e3nn import nn as enn
-from e3nn import o3 as eo
+from e3nn import nn as enn  # noqa: E402
+from e3nn import o3 as eo  # noqa: E402
 
-from geomp_ref.interop.e3nn import from_e3nn
-from geomp_ref.o3.gating import E3NN_CONSTANTS, Gate
-from geomp_ref.o3.linear import Linear
-from geomp_ref.o3.tensor_product import FullyConnectedTensorProduct, TensorProduct
+from geomp_ref.interop.e3nn import from_e3nn  # noqa: E402
+from geomp_ref.o3.gating import E3NN_CONSTANTS, Gate  # noqa: E402
+from geomp_ref.o3.linear import Linear  # noqa: E402
+from geomp_ref.o3.tensor_product import FullyConnectedTensorProduct, TensorProduct  # noqa: E402
 
 pytestmark = pytest.mark.peers
 
