@@ -260,3 +260,29 @@ def test_public_names_stay_importable():
 
     for name in kit.__all__ + ["_kind_transform", "_group_sampler"]:
         assert callable(getattr(kit, name)), name
+
+
+class _Centred:
+    """out = z - mean(z), z = x * a + b (b one scalar): the gradient of b is exactly zero, but its
+    finite difference is round-off. ``bias_grad`` lets a test plant a wrong gradient for b."""
+
+    def __init__(self, bias_grad=0.0):
+        self.bias_grad = bias_grad
+
+    def forward(self, params, x):
+        z = x * params["a"] + params["b"]
+        return z - z.mean(), x
+
+    def backward(self, params, x, grad_out):
+        g = grad_out - grad_out.mean()
+        return ({"a": np.sum(g * x, axis=0), "b": np.full(1, self.bias_grad)},
+                (g * params["a"],))
+
+
+def test_check_vjp_zero_gradient_leaf_passes_and_wrong_one_fails(rng):
+    x = rng.normal(size=(50, 4)) * 1e3
+    params = {"a": rng.normal(size=4), "b": rng.normal(size=1) * 1e3}
+    errs = check_vjp(_Centred(), params, None, (x,), rng=rng)
+    assert max(errs.values()) <= 1e-7, errs  # exact zero gradient: round-off is not an error
+    errs = check_vjp(_Centred(bias_grad=1e-2), params, None, (x,), rng=rng)
+    assert errs["param:b"] > 1e-3, errs  # a wrong gradient of a zero-gradient leaf is caught
