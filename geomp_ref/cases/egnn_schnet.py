@@ -6,13 +6,19 @@ every EGNN model in vgsatorras/egnn passes its own activation; ReLU kinks would 
 differences unreliable) and ``coord_init_gain=1`` so that the coordinate path is exercised. Their
 finite-difference step is 1e-4: with attention the gradients of some leaves are small next to the
 loss, and at 1e-6 the round-off of the difference quotient (~1e-16 |L| / eps) dominates.
+
+The ``pytorch-style`` cases use the options that lucidrains' egnn-pytorch needs: separate hidden
+widths, a bias on the coordinate network's last layer, the mean of the messages, the
+normalisation by max(|D|, eps) times a learned scale, a bound on the scalar coordinate weight
+(set above the weights reached here; its cut is checked in tests/layers/test_egnn.py), sums of
+the coordinate terms, and complete graphs with self-loops (every node also messages itself).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..graph import radius_graph
+from ..graph import complete_graph, radius_graph
 from ..layers.egnn import EGNN, EGNNLayer
 from ..layers.schnet import CFConv, SchNet, SchNetInteraction
 from ..testing import random_points
@@ -82,6 +88,24 @@ def _egnn_molecule_maker(velocity: bool, edge_features: int, node_attr: int = 0)
             rng.normal(size=(n, 3)) if velocity else None,
             rng.normal(size=(graph.num_edges, edge_features)) if edge_features else None,
             np.eye(node_attr)[mol.z % node_attr] if node_attr else None,
+        )
+
+    return make
+
+
+def _egnn_dense_maker(edge_features: int):
+    """Complete graphs with self-loops on random clouds (egnn-pytorch's dense neighbourhoods)."""
+
+    def make(rng, num_nodes):
+        graph, pos = random_cloud_graph(rng, num_nodes)
+        dense = complete_graph(num_nodes, graph.batch, self_loops=True,
+                               num_graphs=graph.num_graphs)
+        return dense, (
+            rng.normal(size=(num_nodes, C_IN)),
+            pos,
+            None,
+            rng.normal(size=(dense.num_edges, edge_features)) if edge_features else None,
+            None,
         )
 
     return make
@@ -179,6 +203,22 @@ def register() -> list[Case]:
             "node_attr_features": 3,
         },
     }
+    pytorch_style = {
+        "flavour": "egnn_clean",
+        "edge_hidden": 6,
+        "coord_hidden": 5,
+        "node_hidden": 7,
+        "coord_bias": True,
+        "messages_agg": "mean",
+        "coords_agg": "sum",
+        "normalize": True,
+        "norm_mode": "max",
+        "coords_scale": 0.7,
+        "weight_clamp": 50.0,
+        "attention": True,
+        "edge_features": 2,
+    }
+    egnn_layers["pytorch-style"] = pytorch_style
     for name, kw in egnn_layers.items():
         vel, ef = kw.get("velocity", False), kw.get("edge_features", 0)
         na = kw.get("node_attr_features", 0)
@@ -196,12 +236,25 @@ def register() -> list[Case]:
                 extra={"from_molecule": _egnn_molecule_maker(vel, ef, na)},
             )
         )
+    out.append(
+        Case(
+            "EGNNLayer/pytorch-style-dense",
+            EGNNLayer(C_IN, 8, coord_init_gain=1.0, **pytorch_style),
+            _egnn_dense_maker(2),
+            EGNN_KINDS,
+            ("node_scalar", "position"),
+            "E3",
+            fd_eps=1e-4,
+            notes="complete graphs with self-loops (D = 0 on the loops: no coordinate term)",
+        )
+    )
     egnn_models = {
         "egnn_clean": (3, {"flavour": "egnn_clean"}),
         "gcl-vel": (3, {"flavour": "gcl", "activation": "silu", "velocity": True,
                         "edge_features": 2}),
         "vel-no-out": (None, {"flavour": "gcl", "activation": "silu", "velocity": True,
                               "edge_features": 2, "node_attr_features": 2}),
+        "pytorch-style": (3, pytorch_style),
     }
     for name, (out_features, kw) in egnn_models.items():
         vel, ef = kw.get("velocity", False), kw.get("edge_features", 0)

@@ -9,21 +9,24 @@ For every edge j -> i (receiver i = ``dst``, sender j = ``src``):
     m_{ij} = \phi_e([h_i, h_j, r_{ij}, a_{ij}]) \quad (\text{eq. 3}), \qquad
     m_{ij} \leftarrow m_{ij}\, \sigma(\phi_{inf}(m_{ij})) \ (\texttt{attention}),
 
-    t_{ij} = \mathrm{clamp}\big(u_{ij}\, \phi_x(m_{ij})\big), \qquad
+    t_{ij} = \mathrm{clamp}\big(s\, u_{ij}\, w_{ij}\big), \qquad
+    w_{ij} = \mathrm{clamp}_w\big(\phi_x(m_{ij})\big), \qquad
     u_{ij} = \Delta_{ij} \ \text{or}\ \Delta_{ij} / (\lVert\Delta_{ij}\rVert + \epsilon)\
-    (\texttt{normalize}),
+    (\texttt{normalize}; \max(\lVert\Delta_{ij}\rVert, \epsilon) \text{ with norm\_mode="max"}),
 
     x'_i = x_i + C\, \mathrm{AGG}_j\, t_{ij}\ \ (\text{eq. 4; AGG = mean or sum})
     \ [+\ \phi_v(h_i)\, v_i\ \ (\texttt{velocity}, \text{eq. 7})],
 
-    h'_i = h_i + \phi_h([h_i, \textstyle\sum_j m_{ij}, n_i]) \quad (\text{eqs. 5-6; residual;
-    } n_i = \texttt{node\_attr}).
+    h'_i = h_i + \phi_h([h_i, \mathrm{AGG}^m_j\, m_{ij}, n_i]) \quad (\text{eqs. 5-6; residual;
+    } n_i = \texttt{node\_attr};\ \mathrm{AGG}^m = \text{sum (eq. 5) or mean}).
 
 :math:`\phi_e` = Lin -> act -> Lin -> act; :math:`\phi_x` = Lin -> act -> Lin(no bias) [-> tanh];
 :math:`\phi_h` = Lin -> act -> Lin; :math:`\phi_v` = Lin -> act -> Lin;
-:math:`\phi_{inf}` = Lin(H -> 1). Order inside a layer (as in the published code): messages,
-coordinate update (pre-update :math:`\Delta`), node update; the velocity term uses the pre-update
-:math:`h_i` and the *input* velocity (a layer never updates v).
+:math:`\phi_{inf}` = Lin(H -> 1). The learned scale :math:`s` (``coords_scale``) and the weight
+clamp :math:`\mathrm{clamp}_w` (``weight_clamp``) are off by default (:math:`s = 1`, no bound).
+Order inside a layer (as in the published code): messages, coordinate update (pre-update
+:math:`\Delta`), node update; the velocity term uses the pre-update :math:`h_i` and the *input*
+velocity (a layer never updates v).
 
 Flavours of vgsatorras/egnn (every option is a named field, ``None`` = the flavour's default):
 
@@ -44,22 +47,32 @@ is 1; the node mask is used only by the QM9 model's readout). Mean aggregation d
 number of edges present (clamped >= 1), which equals the paper's C = 1/(M-1) only on complete
 graphs.
 
-Derivatives at the non-smooth points. Clamp: the cotangent passes where :math:`-c \le t \le c`
-(torch's convention) and is zero outside. Normalisation: :math:`u = \Delta/(n + \epsilon)` with
-:math:`n = \lVert\Delta\rVert` is differentiable everywhere for :math:`\epsilon > 0`, with
-:math:`\partial u/\partial\Delta = I/(n+\epsilon) - \Delta\Delta^T / (n (n+\epsilon)^2)` and
-:math:`I/\epsilon` at :math:`\Delta = 0` (coincident atoms are fine). This true derivative is the
-default. egnn_clean detaches :math:`n` in torch (a stop-gradient), so its autograd keeps only
-:math:`I/(n+\epsilon)`; ``detach_norm=True`` reproduces that gradient exactly (the values are the
-same either way). gcl's autograd through ``sqrt`` gives NaN at :math:`\Delta = 0`.
+Options beyond vgsatorras/egnn (all default to its behaviour), for other published EGNN layers
+such as lucidrains' egnn-pytorch: separate hidden widths of :math:`\phi_e`, :math:`\phi_x`,
+:math:`\phi_h` (``edge_hidden``, ``coord_hidden``, ``node_hidden``; the message width stays
+``hidden``); a bias on :math:`\phi_x`'s last layer (``coord_bias``); the mean of the messages
+instead of their sum (``messages_agg``); the normalisation :math:`\Delta/\max(\lVert\Delta\rVert,
+\epsilon)` (``norm_mode="max"``); a learned scalar :math:`s` on the direction (``coords_scale``);
+and a bound on the scalar weight :math:`w_{ij}` before it multiplies the direction
+(``weight_clamp``; ``clamp`` bounds the product :math:`t_{ij}` elementwise). Self-loops
+(:math:`i \to i` edges) are allowed: their :math:`\Delta` is 0, so they add a message
+:math:`\phi_e([h_i, h_i, 0, a_{ii}])` and nothing to the coordinates.
+
+Derivatives at the non-smooth points. Clamps (``clamp`` on :math:`t`, ``weight_clamp`` on
+:math:`w`): the cotangent passes on :math:`[-c, c]` (torch's convention) and is zero outside.
+Normalisation (:mod:`geomp_ref.layers.egnn_parts`): the true derivative of :math:`u`, finite at
+:math:`\Delta = 0` (:math:`I/\epsilon`, coincident atoms are fine); egnn_clean detaches the norm
+in torch, and ``detach_norm=True`` reproduces that gradient exactly (same values). gcl's
+autograd through ``sqrt`` gives NaN at :math:`\Delta = 0`. A self-loop's :math:`\Delta = x_i -
+x_i` is 0 for every x, so nothing flows back through it to x.
 
 Squared lengths :math:`r_{ij}` above the float64 range (:math:`\lVert\Delta\rVert > 1.3\cdot
 10^{154}`) raise a ``ValueError`` naming ``x``: the messages would be NaN.
 
 Torch names (vgsatorras/egnn), weights transposed to (in, out): ``phi_e`` = ``edge_mlp.0`` /
 ``edge_mlp.2`` (``W0, b0, W1, b1``); ``phi_inf`` = ``att_mlp.0``; ``phi_x`` = ``coord_mlp.0``
-(``W0, b0``) / ``coord_mlp.2`` (``W1``, no bias); ``phi_h`` = ``node_mlp.0`` / ``node_mlp.2``;
-``phi_v`` = ``coord_mlp_vel.0`` / ``coord_mlp_vel.2``.
+(``W0, b0``) / ``coord_mlp.2`` (``W1``; ``b1`` only with ``coord_bias``); ``phi_h`` =
+``node_mlp.0`` / ``node_mlp.2``; ``phi_v`` = ``coord_mlp_vel.0`` / ``coord_mlp_vel.2``.
 
 Backward: reverse order of the forward lines; proof ``derivations/egnn.py``.
 
@@ -71,7 +84,6 @@ qm9/models.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 
@@ -88,10 +100,20 @@ from .._validate import (
     node_array,
     positions,
 )
-from ..graph import Graph, edge_vectors, edge_vectors_vjp
+from ..graph import edge_vectors, edge_vectors_vjp
 from ..ops import activations, geometry, scatter
 from .base import Block, check_backend, check_optional, check_params, check_real
-from .mlp import MLP, MLPCache
+from .egnn_parts import (
+    FLAVOUR_DEFAULT,
+    FLAVOURS,
+    EGNNAttentionCache,
+    EGNNCoordCache,
+    EGNNLayerCache,
+    EGNNVelocityCache,
+    direction,
+    direction_vjp,
+)
+from .mlp import MLP
 
 __all__ = [
     "EGNNAttentionCache",
@@ -100,46 +122,6 @@ __all__ = [
     "EGNNLayerCache",
     "EGNNVelocityCache",
 ]
-
-FLAVOURS = {
-    "gcl": {"activation": "relu", "clamp": 100.0, "norm_eps": 1.0, "coords_agg": "mean"},
-    "egnn_clean": {"activation": "silu", "clamp": None, "norm_eps": 1e-8, "coords_agg": "mean"},
-}
-#: sentinel for ``clamp``: take the flavour's value (``None`` itself means no clamp)
-FLAVOUR_DEFAULT = "flavour"
-
-
-class EGNNAttentionCache(NamedTuple):
-    m_raw: np.ndarray  # (E, H) phi_e output
-    att: np.ndarray  # (E, 1) sigmoid(phi_inf(m_raw))
-    phi_inf: MLPCache
-
-
-class EGNNCoordCache(NamedTuple):
-    nrm: np.ndarray | None  # (E,) |Delta| when normalize
-    u: np.ndarray  # (E, D) direction used by the update
-    phi_x: MLPCache
-    s: np.ndarray  # (E, 1) phi_x output (after tanh when on)
-    t: np.ndarray  # (E, D) u * s before the clamp
-
-
-class EGNNVelocityCache(NamedTuple):
-    phi_v: MLPCache
-    pv: np.ndarray  # (N, 1) phi_v(h)
-    v: np.ndarray  # (N, D) input velocity
-
-
-class EGNNLayerCache(NamedTuple):
-    graph: Graph
-    h: np.ndarray  # (N, H_in)
-    diff: np.ndarray  # (E, D) Delta_ij = x_i - x_j
-    phi_e: MLPCache
-    attention: EGNNAttentionCache | None
-    m: np.ndarray  # (E, H) messages
-    coord: EGNNCoordCache | None  # None when update_coords=False
-    velocity: EGNNVelocityCache | None  # None when velocity=False
-    phi_h: MLPCache
-
 
 @dataclass(frozen=True)
 class EGNNLayer(Block):
@@ -187,10 +169,29 @@ class EGNNLayer(Block):
     coord_init_gain : float
         xavier-uniform gain of :math:`\phi_x`'s last layer in :meth:`init` (the code uses 0.001).
     backend : str
+    edge_hidden, coord_hidden, node_hidden : int, optional
+        Hidden widths of :math:`\phi_e`, :math:`\phi_x`, :math:`\phi_h` (default ``hidden``,
+        the message width).
+    coord_bias : bool
+        A bias on :math:`\phi_x`'s last layer (default False, as vgsatorras/egnn).
+    messages_agg : {"sum", "mean"}
+        Aggregation of the messages into :math:`\phi_h` (default ``"sum"``, eq. 5; the mean over
+        incoming edges gives 0 at isolated nodes).
+    norm_mode : {"add", "max"}
+        With ``normalize``: :math:`\Delta/(\lVert\Delta\rVert + \epsilon)` (default) or
+        :math:`\Delta/\max(\lVert\Delta\rVert, \epsilon)`.
+    coords_scale : float or None
+        A learned scalar :math:`s` multiplying the direction :math:`u_{ij}`; the value is its
+        initial value in :meth:`init` (``None``: no scale, :math:`s = 1`). Its gradient is 0 when
+        ``update_coords=False``.
+    weight_clamp : float or None
+        Bound on the scalar weight :math:`w_{ij} = \phi_x(m_{ij})` before it multiplies the
+        direction (``None``: no bound).
 
-    Params: ``{"phi_e": MLP(2H_in+1+D_e, H, H), "phi_x": MLP(H, H, 1; last without bias),
-    "phi_h": MLP(H_in+H+D_n, H, H_out)}`` plus ``"phi_inf": MLP(H, 1)`` (attention) and
-    ``"phi_v": MLP(H_in, H, 1)`` (velocity); no ``phi_x`` when ``update_coords=False``.
+    Params: ``{"phi_e": MLP(2H_in+1+D_e, H_e, H), "phi_x": MLP(H, H_x, 1; last without bias),
+    "phi_h": MLP(H_in+H+D_n, H_h, H_out)}`` plus ``"phi_inf": MLP(H, 1)`` (attention),
+    ``"phi_v": MLP(H_in, H, 1)`` (velocity) and ``"coords_scale": (1,)``; no ``phi_x`` when
+    ``update_coords=False``.
 
     ``backward(params, cache, (grad_h', grad_x'))`` (``None`` = zero cotangent) returns
     ``(grads, (grad_h, grad_x, grad_v, grad_edge_attr, grad_node_attr))``, ``None`` for inputs
@@ -222,6 +223,14 @@ class EGNNLayer(Block):
     update_coords: bool = True
     coord_init_gain: float = 0.001
     backend: str = "numpy"
+    edge_hidden: int | None = None
+    coord_hidden: int | None = None
+    node_hidden: int | None = None
+    coord_bias: bool = False
+    messages_agg: str = "sum"
+    norm_mode: str = "add"
+    coords_scale: float | None = None
+    weight_clamp: float | None = None
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -235,8 +244,23 @@ class EGNNLayer(Block):
             set_(self, "out_features", self.in_features)
         check_int(self.out_features, "EGNNLayer.out_features", minimum=1)
         for name in ("attention", "residual", "tanh", "normalize", "detach_norm", "velocity",
-                     "update_coords"):
+                     "update_coords", "coord_bias"):
             check_bool(getattr(self, name), f"EGNNLayer.{name}")
+        for name in ("edge_hidden", "coord_hidden", "node_hidden"):
+            if getattr(self, name) is None:
+                set_(self, name, self.hidden)
+            check_int(getattr(self, name), f"EGNNLayer.{name}", minimum=1)
+        check_choice(self.messages_agg, "EGNNLayer.messages_agg", ("sum", "mean"))
+        check_choice(self.norm_mode, "EGNNLayer.norm_mode", ("add", "max"))
+        if self.norm_mode != "add" and not self.normalize:
+            raise ValueError("EGNNLayer.norm_mode='max' needs normalize=True (it chooses how the "
+                             "difference is normalised)")
+        if self.coords_scale is not None:
+            set_(self, "coords_scale", check_real(self.coords_scale,
+                                                  "EGNNLayer.coords_scale (or None)"))
+        if self.weight_clamp is not None:
+            set_(self, "weight_clamp", check_positive(self.weight_clamp,
+                                                      "EGNNLayer.weight_clamp (or None)"))
         if self.residual and self.out_features != self.in_features:
             raise ValueError(
                 "EGNNLayer.out_features must equal in_features when residual=True; got "
@@ -261,9 +285,10 @@ class EGNNLayer(Block):
         H, act = self.hidden, self.activation
         d_e = 2 * self.in_features + 1 + self.edge_features
         d_h = self.in_features + H + self.node_attr_features
-        set_(self, "phi_e", MLP((d_e, H, H), act, activate_last=True))
-        set_(self, "phi_h", MLP((d_h, H, self.out_features), act))
-        set_(self, "phi_x", MLP((H, H, 1), act, bias=(True, False)) if self.update_coords else None)
+        set_(self, "phi_e", MLP((d_e, self.edge_hidden, H), act, activate_last=True))
+        set_(self, "phi_h", MLP((d_h, self.node_hidden, self.out_features), act))
+        set_(self, "phi_x", MLP((H, self.coord_hidden, 1), act, bias=(True, self.coord_bias))
+             if self.update_coords else None)
         set_(self, "phi_inf",
              MLP((H, 1), "sigmoid", activate_last=True) if self.attention else None)
         set_(self, "phi_v", MLP((self.in_features, H, 1), act) if self.velocity else None)
@@ -273,16 +298,21 @@ class EGNNLayer(Block):
         return [(n, getattr(self, n)) for n in names if getattr(self, n) is not None]
 
     def param_shapes(self) -> dict:
-        return {name: child.param_shapes() for name, child in self._children()}
+        shapes = {name: child.param_shapes() for name, child in self._children()}
+        if self.coords_scale is not None:
+            shapes["coords_scale"] = (1,)
+        return shapes
 
     def init(self, rng) -> dict:
         rng = as_rng(rng, "rng")
         p = {name: child.init(rng) for name, child in self._children()}
         if self.update_coords:
             # the last coordinate layer: xavier-uniform with a small gain (torch code: 0.001)
-            H = self.hidden
+            H = self.coord_hidden
             bound = self.coord_init_gain * np.sqrt(6.0 / (H + 1))
             p["phi_x"]["W1"] = rng.uniform(-bound, bound, (H, 1))
+        if self.coords_scale is not None:
+            p["coords_scale"] = np.full(1, self.coords_scale)
         return p
 
     def forward(self, params, graph, h, x, v=None, edge_attr=None, node_attr=None):
@@ -317,30 +347,38 @@ class EGNNLayer(Block):
             nrm = None
             u = diff
             if self.normalize:
-                nrm = geometry.edge_length(diff, allow_zero=True, name="x")
-                u = diff / (nrm + self.norm_eps)[:, None]
+                u, nrm = direction(diff, self.norm_eps, self.norm_mode)
             s, c_phi_x = self.phi_x.forward(params["phi_x"], m)
             if self.tanh:
                 s = np.tanh(s)
-            t = u * s
+            w = s if self.weight_clamp is None else np.clip(s, -self.weight_clamp,
+                                                            self.weight_clamp)
+            t = self._scaled(params, u) * w
             t_c = t if self.clamp is None else np.clip(t, -self.clamp, self.clamp)
             if self.coords_agg == "mean":
                 agg_x = scatter.aggregate_mean(graph, t_c, backend=self.backend)
             else:
                 agg_x = scatter.aggregate(graph, t_c, backend=self.backend)
             x_new = x + self.coords_weight * agg_x
-            c_x = EGNNCoordCache(nrm, u, c_phi_x, s, t)
+            c_x = EGNNCoordCache(nrm, u, c_phi_x, s, t, w)
         c_v = None
         if self.velocity:
             pv, c_phi_v = self.phi_v.forward(params["phi_v"], h)
             x_new = x_new + pv * v
             c_v = EGNNVelocityCache(c_phi_v, pv, v)
-        agg_m = scatter.aggregate(graph, m, backend=self.backend)
+        if self.messages_agg == "mean":
+            agg_m = scatter.aggregate_mean(graph, m, backend=self.backend)
+        else:
+            agg_m = scatter.aggregate(graph, m, backend=self.backend)
         node_in = [h, agg_m] + ([node_attr] if node_attr is not None else [])
         dh, c_h = self.phi_h.forward(params["phi_h"], np.concatenate(node_in, axis=1))
         h_new = h + dh if self.residual else dh
         cache = EGNNLayerCache(graph, h, diff, c_e, c_att, m, c_x, c_v, c_h)
         return (h_new, x_new), cache
+
+    def _scaled(self, params, u):
+        """The direction times the learned scale (``u`` itself when there is none)."""
+        return u if self.coords_scale is None else u * params["coords_scale"]
 
     def backward(self, params, cache: EGNNLayerCache, grad_out):
         check_cache(cache, EGNNLayerCache, "EGNNLayer")
@@ -354,8 +392,12 @@ class EGNNLayer(Block):
         grads["phi_h"], (g_in,) = self.phi_h.backward(params["phi_h"], cache.phi_h, gh_new)
         g_h += g_in[:, :H]
         g_na = g_in[:, H + self.hidden:] if self.node_attr_features else None
-        # agg_m = sum_j m_ij: its VJP gathers at the receivers
-        g_m = g_in[:, H:H + self.hidden][dst]
+        # agg_m = sum_j m_ij (or the mean): its VJP gathers at the receivers
+        g_agg_m = g_in[:, H:H + self.hidden]
+        if self.messages_agg == "mean":
+            g_m = scatter.aggregate_mean_vjp(graph, None, g_agg_m)
+        else:
+            g_m = g_agg_m[dst]
         g_x = gx_new.copy()
         g_v = None
         if self.velocity:
@@ -366,6 +408,8 @@ class EGNNLayer(Block):
             grads["phi_v"], (g_hv,) = self.phi_v.backward(params["phi_v"], c_v.phi_v, g_pv)
             g_h += g_hv
         g_diff = np.zeros_like(cache.diff)
+        if self.coords_scale is not None and not self.update_coords:
+            grads["coords_scale"] = np.zeros(1)  # declared, never used without the update
         if self.update_coords:
             c_x = cache.coord
             # x_new = x + C agg_x ; agg_x = AGG t_c
@@ -376,24 +420,26 @@ class EGNNLayer(Block):
                 g_tc = scatter.aggregate_vjp(graph, c_x.t, g_agg)
             # t_c = clamp(t): the cotangent passes on [-c, c] (torch's convention at the bounds)
             g_t = g_tc if self.clamp is None else g_tc * (np.abs(c_x.t) <= self.clamp)
-            # t = u * s
-            g_u = g_t * c_x.s
-            g_s = np.sum(g_t * c_x.u, axis=1, keepdims=True)
+            # t = scale * u * w
+            g_us = g_t * c_x.w
+            g_w = np.sum(g_t * self._scaled(params, c_x.u), axis=1, keepdims=True)
+            g_u = g_us
+            if self.coords_scale is not None:
+                grads["coords_scale"] = np.sum(g_us * c_x.u, keepdims=True).reshape(1)
+                g_u = g_us * params["coords_scale"]
+            # w = clamp_w(s): the cotangent passes on [-c_w, c_w]
+            g_s = g_w
+            if self.weight_clamp is not None:
+                g_s = g_w * (np.abs(c_x.s) <= self.weight_clamp)
             # s = tanh(phi_x(m))
             if self.tanh:
                 g_s = g_s * (1.0 - c_x.s * c_x.s)
             grads["phi_x"], (g_mx,) = self.phi_x.backward(params["phi_x"], c_x.phi_x, g_s)
             g_m = g_m + g_mx
-            # u = diff / (nrm + eps), or u = diff
+            # u = direction(diff) (normalize), or u = diff
             if self.normalize:
-                den = c_x.nrm + self.norm_eps
-                g_diff += g_u / den[:, None]
-                if not self.detach_norm:
-                    # the norm's own term: - diff diff^T g_u / (n (n + eps)^2), 0 at n = 0
-                    proj = np.sum(g_u * cache.diff, axis=1)
-                    safe = np.where(c_x.nrm > 0, c_x.nrm, 1.0)
-                    coef = np.where(c_x.nrm > 0, proj / (safe * den * den), 0.0)
-                    g_diff -= coef[:, None] * cache.diff
+                g_diff += direction_vjp(cache.diff, c_x.nrm, g_u, self.norm_eps, self.norm_mode,
+                                        self.detach_norm)
             else:
                 g_diff += g_u
         if self.attention:
@@ -410,7 +456,12 @@ class EGNNLayer(Block):
         g_a = g_e[:, 2 * H + 1:] if self.edge_features else None
         # r = |diff|^2
         g_diff += geometry.edge_sqlength_vjp(cache.diff, g_e[:, 2 * H], name="x")
-        # diff = -edge_vec
+        # diff = -edge_vec; on a self-loop diff = x_i - x_i is 0 whatever x is, so its VJP is
+        # exactly 0 (adding and removing its cotangent, e.g. I/eps times g_u, would only leave
+        # rounding behind)
+        loops = src == dst
+        if np.any(loops):
+            g_diff[loops] = 0.0
         g_x += edge_vectors_vjp(graph, -g_diff)
         return grads, (g_h, g_x, g_v, g_a, g_na)
 

@@ -247,3 +247,132 @@ def test_bad_inputs(rng):
         vel(p, graph, h[:, :2], x, np.zeros((4, 3)), np.zeros((graph.num_edges, 2)))
     with pytest.raises(ValueError, match="x contains NaN"):
         vel(p, graph, h, x * np.nan, np.zeros((4, 3)), np.zeros((graph.num_edges, 2)))
+
+
+# --- options for other published EGNN layers (egnn-pytorch) -------------------------------------
+
+
+def _silu_mlp(p, x, act_last):
+    """Like ``_mlp`` for MLPs whose last layer may lack a bias."""
+    n = len([k for k in p if k.startswith("W")])
+    for k in range(n):
+        x = x @ p[f"W{k}"] + p.get(f"b{k}", 0.0)
+        if k < n - 1 or act_last:
+            x = x / (1.0 + np.exp(-x))
+    return x
+
+
+def test_pytorch_style_options_by_hand(rng):
+    """Widths, phi_x bias, the scale s, the weight bound, max(|D|, eps) and the message mean,
+    written with explicit loops over the edges."""
+    from dataclasses import replace
+
+    eps = 0.3
+    free = EGNNLayer(3, 4, flavour="egnn_clean", edge_hidden=6, coord_hidden=5, node_hidden=7,
+                     coord_bias=True, messages_agg="mean", coords_agg="sum", normalize=True,
+                     norm_mode="max", norm_eps=eps, coords_scale=0.7, coord_init_gain=1.0)
+    p = free.init(rng)
+    assert p["phi_e"]["W0"].shape == (7, 6) and p["phi_x"]["W0"].shape == (4, 5)
+    assert p["phi_h"]["W0"].shape == (3 + 4, 7) and p["phi_x"]["b1"].shape == (1,)
+    graph = testing.random_graph(rng, 6, isolated=False, self_loops=True)
+    h, x = rng.normal(size=(6, 3)), testing.random_points(rng, 6, min_dist=0.2)
+    x[1] = x[0] + 0.1  # one pair closer than eps: the floor is taken
+    c_w = float(np.median(np.abs(free.forward(p, graph, h, x)[1].coord.s)))  # cuts half
+    layer = replace(free, weight_clamp=c_w)
+    (h_new, x_new), cache = layer.forward(p, graph, h, x)
+    want_x, msum, count = x.copy(), np.zeros((6, 4)), np.zeros(6)
+    clamped = 0
+    for j, i in graph.edge_index.T:
+        d = x[i] - x[j]
+        m = _silu_mlp(p["phi_e"], np.concatenate([h[i], h[j], [d @ d]]), True)
+        w = _silu_mlp(p["phi_x"], m, False)[0]
+        clamped += abs(w) > c_w
+        want_x[i] += p["coords_scale"][0] * d / max(np.sqrt(d @ d), eps) * np.clip(w, -c_w, c_w)
+        msum[i] += m
+        count[i] += 1
+    assert clamped > 0
+    want_h = h + _silu_mlp(p["phi_h"], np.concatenate([h, msum / count[:, None]], 1), False)
+    np.testing.assert_allclose(x_new, want_x, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(h_new, want_h, rtol=1e-13, atol=1e-13)
+
+
+def test_weight_clamp_subgradient(rng):
+    """Every weight beyond the bound: no gradient reaches phi_x, phi_e or h; x still gets one."""
+    layer = EGNNLayer(3, 4, flavour="egnn_clean", weight_clamp=1e-9, coord_init_gain=1.0)
+    p = layer.init(rng)
+    graph = testing.random_graph(rng, 6, isolated=False)
+    (_, x_new), cache = layer.forward(p, graph, rng.normal(size=(6, 3)),
+                                      testing.random_points(rng, 6))
+    assert np.all(np.abs(cache.coord.s) > 1e-9)
+    grads, (g_h, g_x, *_) = layer.backward(p, cache, (None, rng.normal(size=x_new.shape)))
+    for leaf in list(grads["phi_x"].values()) + list(grads["phi_e"].values()):
+        assert np.all(leaf == 0.0)
+    assert np.all(g_h == 0.0) and np.any(g_x != 0.0)
+
+
+@pytest.mark.parametrize("mode", ["add", "max"])
+def test_direction_vjp_against_differences(rng, mode):
+    """The normalised direction's VJP by central differences (|D| well above and below eps)."""
+    from geomp_ref.layers.egnn_parts import direction, direction_vjp
+
+    eps = 0.5
+    diff = rng.normal(size=(6, 3))
+    diff[:3] *= 0.1  # below the floor in "max" mode
+    g = rng.normal(size=(6, 3))
+    u, nrm = direction(diff, eps, mode)
+    got = direction_vjp(diff, nrm, g, eps, mode, detach=False)
+    want = np.zeros_like(diff)
+    for e in range(6):
+        for k in range(3):
+            step = np.zeros_like(diff)
+            step[e, k] = 1e-6
+            up, down = direction(diff + step, eps, mode)[0], direction(diff - step, eps, mode)[0]
+            want[e, k] = np.sum(g * (up - down)) / 2e-6
+    np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-9)
+    if mode == "max":  # below the floor u = D / eps, so the VJP is g / eps exactly
+        np.testing.assert_allclose(got[:3], g[:3] / eps, rtol=1e-15)
+
+
+def test_self_loops_message_but_never_move(rng):
+    """A self-loop adds phi_e([h_i, h_i, 0]) to the message sum and nothing to x (D = 0); the
+    position gradient is that of the graph without loops as far as the coordinates go."""
+    layer = EGNNLayer(3, 4, flavour="egnn_clean", coords_agg="sum", normalize=True,
+                      norm_mode="max", coord_init_gain=1.0)
+    p = layer.init(rng)
+    base = testing.random_graph(rng, 5, isolated=False)
+    loops = make_graph(np.concatenate([base.edge_index, np.tile(np.arange(5), (2, 1))], 1), 5)
+    h, x = rng.normal(size=(5, 3)), testing.random_points(rng, 5)
+    (h0, x0), c0 = layer.forward(p, base, h, x)
+    (h1, x1), c1 = layer.forward(p, loops, h, x)
+    np.testing.assert_array_equal(x1, x0)
+    assert np.max(np.abs(h1 - h0)) > 1e-6
+    cot = (None, rng.normal(size=x.shape))
+    np.testing.assert_allclose(layer.backward(p, c1, cot)[1][1], layer.backward(p, c0, cot)[1][1],
+                               rtol=1e-13, atol=1e-14)
+
+
+def test_coords_scale_without_coordinate_update(rng):
+    layer = EGNNLayer(3, 4, update_coords=False, coords_scale=0.5)
+    p = layer.init(rng)
+    assert p["coords_scale"].tolist() == [0.5]
+    graph = testing.random_graph(rng, 4)
+    out, cache = layer.forward(p, graph, rng.normal(size=(4, 3)), testing.random_points(rng, 4))
+    grads, _ = layer.backward(p, cache, (rng.normal(size=(4, 3)), None))
+    assert grads["coords_scale"].tolist() == [0.0]
+
+
+def test_bad_new_options():
+    with pytest.raises(ValueError, match="norm_mode='max' needs normalize=True"):
+        EGNNLayer(3, 4, norm_mode="max")
+    with pytest.raises(ValueError, match="EGNNLayer.norm_mode"):
+        EGNNLayer(3, 4, normalize=True, norm_mode="min")
+    with pytest.raises(ValueError, match="EGNNLayer.messages_agg"):
+        EGNNLayer(3, 4, messages_agg="max")
+    with pytest.raises(ValueError, match="EGNNLayer.weight_clamp"):
+        EGNNLayer(3, 4, weight_clamp=0.0)
+    with pytest.raises(TypeError, match="EGNNLayer.coords_scale"):
+        EGNNLayer(3, 4, coords_scale="1")
+    with pytest.raises(ValueError, match="EGNNLayer.edge_hidden"):
+        EGNNLayer(3, 4, edge_hidden=0)
+    with pytest.raises(TypeError, match="EGNNLayer.coord_bias"):
+        EGNNLayer(3, 4, coord_bias=1)
