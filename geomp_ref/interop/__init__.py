@@ -4,6 +4,10 @@
   oracle on the same weights, inputs and random cotangents and reports outputs, every parameter
   gradient (under the peer's own names), every input gradient, and the first tapped layer that
   differs (:mod:`geomp_ref.interop.compare`).
+* :func:`compare_layers` ``(model, *args, **kwargs)``: for a model whose forward no adapter
+  knows but whose layers adapters do know (PONITA's model, a LieConv ResNet, your own stack):
+  every adapted layer call is compared on the arguments it really received
+  (:mod:`geomp_ref.interop._stack`).
 * :func:`from_torch` ``(module) -> (spec, params)`` and :func:`inputs_from_torch`
   ``(module, *args, **kwargs) -> (graph, inputs)``: the two halves, to keep working in the oracle.
 
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 from ._binding import Binding, InputLink, ParamLink, Tap, identity, linear_links, transpose
 from ._registry import find_adapter, supported
+from ._stack import LayerReport, StackReport, compare_layers
 from .compare import CompareReport, compare
 
 __all__ = [
@@ -28,7 +33,10 @@ __all__ = [
     "InputLink",
     "ParamLink",
     "Tap",
+    "LayerReport",
+    "StackReport",
     "compare",
+    "compare_layers",
     "find_adapter",
     "from_torch",
     "identity",

@@ -44,8 +44,8 @@ from __future__ import annotations
 
 from . import _lieconv_convert as _convert
 from . import _lieconv_graph as _graph
-from ._ponita_stack import LayerReport, StackReport, find_layers
-from ._ponita_stack import compare_layers as _compare_layers
+from ._stack import LayerReport, StackReport, find_layers
+from ._stack import compare_layers as _compare_layers
 from ._torch import import_torch, params_from_links
 from .compare import bind_compare
 

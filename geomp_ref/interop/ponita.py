@@ -39,7 +39,7 @@ separable, the (E, O, O, 3) attribute otherwise); ``*_point_cloud`` ->
 :class:`~geomp_ref.layers.position_orientation_basis.PositionOrientationBasis`.
 
 A model built from these layers (PONITA's own, or a stack sharing one basis) is checked layer by
-layer with :func:`compare_layers` (:mod:`geomp_ref.interop._ponita_stack`): every known layer
+layer with :func:`compare_layers` (:func:`geomp_ref.interop.compare_layers`): every known layer
 on the arguments it received, ``first_divergence`` naming the first layer call that differs.
 
 The module functions are the adapter protocol: :func:`matches`, :func:`from_torch`,
@@ -51,7 +51,7 @@ from __future__ import annotations
 from . import _ponita_basis as _basis
 from . import _ponita_conv as _conv
 from ._ponita_basis import basis_from_torch
-from ._ponita_stack import LayerReport, StackReport, compare_layers, find_layers
+from ._stack import LayerReport, StackReport, compare_layers, find_layers
 from ._torch import import_torch, params_from_links
 from .compare import bind_compare
 

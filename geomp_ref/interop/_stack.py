@@ -1,6 +1,7 @@
 r"""Layer-by-layer comparison of a model whose forward no adapter knows, built from modules that
 adapters do know (PONITA's model: a basis network, a window, and FiberBundleConv layers inside
-ConvNext blocks; or a user's stack of such layers sharing one basis).
+ConvNext blocks; LieConv's ResNet; or a user's stack of such layers). It works for every adapter:
+``geomp_ref.interop.compare_layers``.
 
 :func:`compare_layers` finds the *layers*: the submodules, outermost first, that some adapter's
 ``matches`` accepts (a matched module's own children are its business, reached through its
