@@ -113,7 +113,9 @@ class CompareReport:
         return "\n".join(lines)
 
 
-def _err(ours, peer) -> tuple[float, float]:
+def _err(ours, peer, floor: float = 0.0) -> tuple[float, float]:
+    """``(max|a - b|, max|a - b| / max(max|b|, floor))``; ``floor`` keeps a row whose exact value
+    is zero (both sides pure round-off) from being judged relative to its own noise."""
     ours = np.asarray(ours, dtype=np.float64)
     peer = np.asarray(peer, dtype=np.float64)
     if ours.size == 0:
@@ -122,7 +124,7 @@ def _err(ours, peer) -> tuple[float, float]:
     if not np.all(np.isfinite(diff)):
         return float("inf"), float("inf")
     max_abs = float(diff.max())
-    scale = float(np.abs(peer).max())
+    scale = max(float(np.abs(peer).max()), float(floor))
     if scale > 0:
         return max_abs, max_abs / scale
     return max_abs, 0.0 if max_abs == 0 else float("inf")

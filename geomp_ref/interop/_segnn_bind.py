@@ -66,14 +66,6 @@ def _graph(edge_index, n: int, batch, what: str):
     return make_graph(ei, n, b, num_graphs=num_graphs)
 
 
-_CANCELLED_NOTE = (
-    "norm='instance': the scalar biases of {name} are added to every node of a graph and then "
-    "removed by the norm's centring of scalar channels, so their gradients are 0 in exact "
-    "arithmetic and both sides report rounding noise; a FAIL on those rows alone (with "
-    "max_abs near 1e-16 of the other gradients) is not a disagreement"
-)
-
-
 def _need_batch(spec_norm, batch, what: str) -> None:
     if spec_norm == "instance" and batch is None:
         raise ValueError(
@@ -187,8 +179,6 @@ def segnn_binding(module, *args, **kwargs):
     params = params_from_links(spec, module, links)
     graph, inputs, input_links = read_data(spec, call[key], key)
     taps = segnn_taps(spec, params)
-    if spec.norm == "instance":
-        notes.append(_CANCELLED_NOTE.format(name="layers.<k>.update_layer_2"))
     return Binding(spec, params, graph, inputs, links, input_links, lambda r: (r,), taps, notes,
                    ("output",))
 
@@ -225,8 +215,6 @@ def layer_binding(module, *args, **kwargs):
                    if k is not None and _floating(call[k])]
     # no tap on feature_norm: its output is the layer's output row
     taps = layer_taps(spec, params, lambda c: c, "")
-    if spec.norm == "instance":
-        notes.append(_CANCELLED_NOTE.format(name="update_layer_2"))
     return Binding(spec, params, graph, inputs, links, input_links, lambda r: (r,), taps, notes)
 
 

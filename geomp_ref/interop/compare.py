@@ -16,8 +16,11 @@ arguments its ``forward`` takes, and
 4. runs our ``forward`` and hand ``backward`` with the same cotangents, maps our gradients back
    through each link's ``to_peer`` and reports, row by row, under the peer's own names.
 
-Errors are :math:`\max|a - b|` and :math:`\max|a - b| / \max|b_{peer}|` (a row whose peer values
-are all zero passes only when ours are exactly zero too). Default tolerances (relative): outputs
+Errors are :math:`\max|a - b|` and :math:`\max|a - b| / \max|b_{peer}|` (an output row whose
+peer values are all zero passes only when ours are exactly zero too); a gradient row's scale is
+never taken below ``GRAD_FLOOR`` (1e-4) times the largest peer gradient of the report, so a
+gradient that is zero in exact arithmetic (a bias cancelled by a normalisation) is not judged
+relative to its own round-off. Default tolerances (relative): outputs
 and taps ``1e-12``, gradients ``1e-10`` for a float64 module; a float32 module (any float32
 parameter or input) runs in float32 while the oracle runs in float64 on the same (float32-rounded)
 values, and the defaults become ``1e-5`` and ``1e-4``; the report says which.
@@ -32,6 +35,12 @@ from ._report import CompareReport, Row, TapRow, _err
 from ._torch import bind_call, get_path, iter_tensors, map_tensors, np64
 
 __all__ = ["CompareReport", "Row", "TapRow", "bind_compare", "compare", "compare_with"]
+
+#: A gradient row is judged relative to max(its own largest |peer value|, GRAD_FLOOR times the
+#: largest |peer gradient| of the whole report): with the default tolerance 1e-10 that still
+#: catches any error above 1e-14 of the largest gradient, while a row that is exactly zero in exact
+#: arithmetic (pure round-off on both sides) is not judged against its own noise.
+GRAD_FLOOR = 1e-4
 
 #: Default (output, gradient) relative tolerances per peer dtype.
 TOLERANCES = {"float64": (1e-12, 1e-10), "float32": (1e-5, 1e-4)}
@@ -200,12 +209,11 @@ def compare_with(adapter, module, *args, tol_out=None, tol_grad=None, seed=0, **
         g = np.asarray(get_path(gp, link.path), dtype=np.float64)
         g = g if link.index is None else g[link.index]
         ours_p[link.peer] = ours_p.get(link.peer, 0.0) + np.asarray(link.to_peer(g))
+    grad_rows = []  # (name, ours, peer, kind): judged together below
     for name, p in trainable:
         ref = grad_of[id(p)]
         ref = np.zeros(tuple(p.shape)) if ref is None else np64(ref)
-        mine = np.broadcast_to(ours_p.get(name, 0.0), ref.shape)
-        rows.append(Row(name, *_err(mine, ref), tol_grad))
-        kinds.append("param")
+        grad_rows.append((name, np.broadcast_to(ours_p.get(name, 0.0), ref.shape), ref, "param"))
 
     ours_i: dict = {}
     tensor_of = {}
@@ -219,8 +227,14 @@ def compare_with(adapter, module, *args, tol_out=None, tol_grad=None, seed=0, **
     for name, t in tensor_of.items():
         ref = grad_of[id(t)]
         ref = np.zeros(tuple(t.shape)) if ref is None else np64(ref)
-        rows.append(Row(name, *_err(np.broadcast_to(ours_i[name], ref.shape), ref), tol_grad))
-        kinds.append("input")
+        grad_rows.append((name, np.broadcast_to(ours_i[name], ref.shape), ref, "input"))
+    # A gradient that is zero in exact arithmetic (e.g. a bias cancelled by a normalisation) is
+    # round-off on both sides; each row is judged relative to its own scale, but never to less
+    # than GRAD_FLOOR times the largest peer gradient of the report.
+    largest = max((float(np.abs(ref).max()) for _, _, ref, _ in grad_rows if ref.size), default=0.0)
+    for name, mine, ref, kind in grad_rows:
+        rows.append(Row(name, *_err(mine, ref, GRAD_FLOOR * largest), tol_grad))
+        kinds.append(kind)
 
     taps, notes = _tap_rows(b, cache, recorded, tol_out)
     first = next((t for t in taps if not t.ok), None)

@@ -115,23 +115,18 @@ _CANCELLED = re.compile(r"(layers\.\d+\.)?update_layer_2\.biases")
 
 
 def _assert_agrees(rep, cancelled=False):
-    """``rep.ok``; with instance norm, the scalar biases of ``update_layer_2`` are removed by the
+    """``rep.ok``. With instance norm the scalar biases of ``update_layer_2`` are removed by the
     norm's centring, so their gradients are 0 in exact arithmetic and both sides hold rounding
-    noise (~1e-17) that no relative error passes: those rows are bounded against the largest
-    gradient instead."""
-    if rep.ok:
-        return
-    assert cancelled, str(rep)
-    assert all(t.ok for t in rep.taps), str(rep)
-    grads = [r for r, k in zip(rep.rows, rep.kinds) if k != "output"]
-    scale = max(r.max_abs / r.max_rel for r in grads if 0 < r.max_rel < math.inf)
-    for r, k in zip(rep.rows, rep.kinds):
-        if not r.ok:
-            assert k == "param" and _CANCELLED.fullmatch(r.name), str(rep)
-            assert r.max_abs <= 1e-14 * scale, (r, scale)
-
-
-# --- the N-body model ----------------------------------------------------------------------------
+    noise; ``compare`` judges such rows against its gradient floor (a fraction of the largest
+    gradient), so the report must still be ok. ``cancelled`` marks the cases where those rows
+    exist: they must be tiny next to the largest gradient."""
+    assert rep.ok, str(rep)
+    if cancelled:
+        grads = [r for r, k in zip(rep.rows, rep.kinds) if k != "output"]
+        biggest = max(r.max_abs / r.max_rel for r in grads if 0 < r.max_rel < math.inf)
+        for r, k in zip(rep.rows, rep.kinds):
+            if k == "param" and _CANCELLED.fullmatch(r.name):
+                assert r.max_abs <= 1e-14 * biggest, str(rep)
 
 
 def test_nbody_model_on_100_systems(nbody):
@@ -212,7 +207,6 @@ def test_qm9_graph_models_with_instance_norm(qm9, pool):
     assert [t.name for t in rep.taps][-4:] == ["pre_pool1", "pre_pool2", "post_pool1",
                                                "post_pool2"]
     assert "layers.1.feature_norm" in [t.name for t in rep.taps]
-    assert any("update_layer_2 are added to every node" in n for n in rep.notes)
 
 
 def test_qm9_attributes_computed_from_positions(qm9):
