@@ -1,0 +1,239 @@
+"""``geomp-ref nbody``: generate the charged N-body data and train models on it.
+
+Subcommands::
+
+    geomp-ref nbody generate --out DIR [--num-train N] [--num-valid N] [--num-test N] [--seed S]
+        [--suffix SUFFIX] [--length L] [--length-test L] [--sample-freq F] [--n-balls B]
+        [--initial-vel {0,1}] [--block N] [--quiet]
+    geomp-ref nbody train --model {linear,gnn,rf,egnn,segnn,tfn} --data DIR [--suffix small]
+        [--epochs E] [--lr LR] [--batch-size 100] [--max-samples 3000] [--seed S] [--out DIR]
+        [--weight-decay W] [--eval-every K] [--float32] [--quiet]
+
+``generate`` has the published generator's defaults (seed 42, no suffix, 10 000 / 2 000 / 2 000
+simulations of 5 000 steps, sample frequency 100, 5 balls, initial velocity on); the
+"nbody_small" set is ``generate --out DIR --num-train 10000 --seed 43 --suffix small``.
+``--sufix`` (the published spelling) is accepted too.
+
+``train`` follows the published training script: Adam with weight decay 1e-12, batches of 100,
+the first 3 000 training simulations, MSE on the positions 1 000 steps ahead, validation and test
+every 5 epochs, test loss reported at the best validation epoch. Its default learning rate is the
+published one of the model (egnn, linear, segnn 5e-4; gnn, tfn 1e-3; rf 2e-4) and its default
+number of epochs the published 10 000.
+
+The models come from :mod:`geomp_ref.models.nbody`, which is expected to provide
+``make_model(name) -> block`` and ``model_inputs(name, batch) -> tuple`` (the forward inputs after
+the graph, built from a :class:`geomp_ref.nbody.dataset.Batch`); the block's forward returns the
+predicted positions, shape (B * n, 3). Until that module provides a model, ``train`` exits with
+status 2 and says so.
+
+Exit status: 0 on success, 2 for invalid arguments or a missing model, 1 when a simulation
+reaches a state the published generator refuses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+__all__ = ["build_parser", "main"]
+
+MODELS = ("linear", "gnn", "rf", "egnn", "segnn", "tfn")
+#: Learning rates of the published runs (EGNN repository main_nbody.py defaults and README
+#: commands; SEGNN repository README).
+DEFAULT_LR = {"linear": 5e-4, "gnn": 1e-3, "rf": 2e-4, "egnn": 5e-4, "segnn": 5e-4, "tfn": 1e-3}
+
+
+class _ArgumentError(Exception):
+    """Raised by the parser instead of exiting, so ``main`` can return a status."""
+
+
+class _UsageError(Exception):
+    """An argument that the parser accepted but the data or the library refuses."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise _ArgumentError(f"{self.prog}: error: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``nbody`` argument parser (subcommands ``generate`` and ``train``)."""
+    parser = _Parser(prog="geomp-ref nbody", description="Charged N-body benchmark (EGNN paper).")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    gen = sub.add_parser("generate", help="write the dataset files, bit-identical to the "
+                                          "published generator")
+    gen.add_argument("--out", required=True, help="output folder (created if missing)")
+    gen.add_argument("--num-train", type=int, default=10000)
+    gen.add_argument("--num-valid", type=int, default=2000)
+    gen.add_argument("--num-test", type=int, default=2000)
+    gen.add_argument("--length", type=int, default=5000, help="steps of train/valid trajectories")
+    gen.add_argument("--length-test", "--length_test", type=int, default=5000,
+                     help="steps of test trajectories (not changed by --length, as published)")
+    gen.add_argument("--sample-freq", type=int, default=100)
+    gen.add_argument("--n-balls", "--n_balls", type=int, default=5)
+    gen.add_argument("--seed", type=int, default=42)
+    gen.add_argument("--initial-vel", "--initial_vel", type=int, choices=(0, 1), default=1)
+    gen.add_argument("--suffix", "--sufix", default="", help="appended to the file names")
+    gen.add_argument("--block", type=int, default=None,
+                     help="simulations integrated together (speed only; same bits)")
+    gen.add_argument("--quiet", action="store_true", help="no progress line")
+
+    tr = sub.add_parser("train", help="train a model with hand-derived gradients")
+    tr.add_argument("--model", required=True, choices=MODELS)
+    tr.add_argument("--data", required=True, help="folder written by 'nbody generate'")
+    tr.add_argument("--suffix", default="small")
+    tr.add_argument("--epochs", type=int, default=10000)
+    tr.add_argument("--lr", type=float, default=None, help="default: the model's published rate")
+    tr.add_argument("--weight-decay", type=float, default=1e-12)
+    tr.add_argument("--batch-size", type=int, default=100)
+    tr.add_argument("--max-samples", type=int, default=3000)
+    tr.add_argument("--eval-every", type=int, default=5)
+    tr.add_argument("--seed", type=int, default=1)
+    tr.add_argument("--out", default=None, help="run folder (default runs/nbody_<model>)")
+    tr.add_argument("--float32", action="store_true",
+                    help="round the data to float32 as the published loader does")
+    tr.add_argument("--quiet", action="store_true", help="no progress line")
+    return parser
+
+
+def _generate(args) -> int:
+    from ..train.progress import Progress
+    from .generate import DEFAULT_BLOCK, GeneratorConfig, write_dataset
+
+    try:
+        config = GeneratorConfig(
+            num_train=args.num_train, num_valid=args.num_valid, num_test=args.num_test,
+            length=args.length, length_test=args.length_test, sample_freq=args.sample_freq,
+            n_balls=args.n_balls, seed=args.seed, initial_vel=bool(args.initial_vel),
+            suffix=args.suffix)
+        block = DEFAULT_BLOCK if args.block is None else args.block
+        if block < 1:
+            raise ValueError(f"--block must be >= 1; got {block}")
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise ValueError(f"--out {args.out!r} exists and is not a folder")
+    except (TypeError, ValueError) as exc:
+        raise _UsageError(str(exc)) from exc
+    total = config.num_train + config.num_valid + config.num_test
+    bar = Progress(total, "nbody generate", "sims", enabled=not args.quiet)
+    paths = write_dataset(args.out, config, block=block, progress=bar)
+    seconds = bar.close()
+    print(f"wrote {len(paths)} files to {args.out} in {seconds:.1f} s")
+    return 0
+
+
+def _resolve_model(name: str):
+    """``(block, inputs_fn)`` from geomp_ref.models.nbody, or an error message."""
+    try:
+        module = importlib.import_module("geomp_ref.models.nbody")
+    except ImportError as exc:
+        return None, (f"model {name!r} is not available: geomp_ref.models.nbody cannot be "
+                      f"imported ({exc}); the N-body models are not in this build yet")
+    make_model = getattr(module, "make_model", None)
+    model_inputs = getattr(module, "model_inputs", None)
+    if make_model is None or model_inputs is None:
+        return None, (f"model {name!r} is not available: geomp_ref.models.nbody does not provide "
+                      "make_model(name) and model_inputs(name, batch) yet")
+    known = getattr(module, "MODELS", None)
+    if known is not None and name not in known:
+        return None, (f"model {name!r} is not available yet in geomp_ref.models.nbody "
+                      f"(it provides: {', '.join(sorted(known)) or 'none'})")
+    try:
+        block = make_model(name)
+    except (KeyError, NotImplementedError, ValueError) as exc:
+        return None, f"model {name!r} is not available yet in geomp_ref.models.nbody: {exc}"
+    return (block, lambda batch: tuple(model_inputs(name, batch))), None
+
+
+def _train(args) -> int:
+    import numpy as np
+
+    from ..train import Adam, fit, mse_loss
+    from .dataset import NBodyDataset
+
+    resolved, problem = _resolve_model(args.model)
+    if problem is not None:
+        print(f"geomp-ref nbody train: {problem}", file=sys.stderr)
+        return 2
+    block, inputs_of = resolved
+    lr = DEFAULT_LR[args.model] if args.lr is None else args.lr
+    try:
+        optimizer = Adam(lr, weight_decay=args.weight_decay)
+        for name in ("epochs", "batch_size", "max_samples", "eval_every"):
+            if getattr(args, name) < (0 if name == "epochs" else 1):
+                raise ValueError(f"--{name.replace('_', '-')} must be >= "
+                                 f"{0 if name == 'epochs' else 1}; got {getattr(args, name)}")
+        load = {"suffix": args.suffix, "float32": args.float32}
+        train_set = NBodyDataset(args.data, "train", max_samples=args.max_samples, **load)
+        val_set = NBodyDataset(args.data, "val", **load)
+        test_set = NBodyDataset(args.data, "test", **load)
+    except (TypeError, ValueError, FileNotFoundError) as exc:
+        raise _UsageError(str(exc)) from exc
+    if len(train_set) < args.batch_size:
+        raise _UsageError(f"--batch-size {args.batch_size} is larger than the {len(train_set)} "
+                          "training simulations: every epoch would be empty (the last "
+                          "incomplete batch is dropped, as published)")
+    rng = np.random.default_rng(args.seed)
+    params = block.init(rng)
+
+    def loss_and_grad(p, batch):
+        pred, cache = block.forward(p, batch.graph, *inputs_of(batch))
+        loss, grad = mse_loss(pred, batch.target)
+        grads, _ = block.backward(p, cache, grad)
+        return loss, grads
+
+    def mean_loss(p, dataset):
+        # as published: batch losses weighted by the batch's number of simulations
+        total = count = 0.0
+        for batch in dataset.batches(args.batch_size):
+            pred, _ = block.forward(p, batch.graph, *inputs_of(batch))
+            total += mse_loss(pred, batch.target)[0] * batch.index.size
+            count += batch.index.size
+        return total / count
+
+    hyper = {"model": args.model, "lr": lr, "weight_decay": args.weight_decay,
+             "batch_size": args.batch_size, "max_samples": args.max_samples, "seed": args.seed,
+             "suffix": args.suffix, "float32": args.float32, "data": os.path.abspath(args.data)}
+    out = args.out or os.path.join("runs", f"nbody_{args.model}")
+    result = fit(params, optimizer, loss_and_grad,
+                 lambda epoch: train_set.batches(args.batch_size, rng),
+                 epochs=args.epochs, evaluate=lambda p: {"val": mean_loss(p, val_set),
+                                                         "test": mean_loss(p, test_set)},
+                 eval_every=args.eval_every, out_dir=out, hyper=hyper, loss_name="mse",
+                 progress=not args.quiet, label=f"nbody {args.model}")
+    best = result.best
+    print(f"{args.model}: best val MSE {best.get('val', float('nan')):.6g} at epoch "
+          f"{result.best_epoch}, test MSE there {best.get('test', float('nan')):.6g}; "
+          f"{result.wall_time:.1f} s; files in {out}")
+    return 0
+
+
+def main(argv=None) -> int:
+    """Run ``geomp-ref nbody``; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _ArgumentError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    from .simulate import SimulationError
+
+    try:
+        if args.command == "generate":
+            return _generate(args)
+        return _train(args)
+    except _UsageError as exc:
+        print(f"geomp-ref nbody {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except SimulationError as exc:
+        print(f"geomp-ref nbody {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,24 @@
+"""Training without autograd: Adam, losses, checkpoints, a training loop and a progress line.
+
+Everything works on parameter trees (nested dicts of float64 arrays, as every block's ``init``
+returns) and gradients of the same structure (as every block's ``backward`` returns).
+"""
+
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .loop import FitResult, fit, plot_curves
+from .losses import mse_loss
+from .optim import Adam, AdamState
+from .progress import Progress
+
+__all__ = [
+           "Adam",
+           "AdamState",
+           "Checkpoint",
+           "FitResult",
+           "Progress",
+           "fit",
+           "load_checkpoint",
+           "mse_loss",
+           "plot_curves",
+           "save_checkpoint",
+]

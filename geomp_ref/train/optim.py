@@ -1,0 +1,167 @@
+r"""Adam, with the arithmetic of ``torch.optim.Adam`` (non-fused, single-tensor CPU path).
+
+For every parameter leaf :math:`p` with gradient :math:`g` at step :math:`t = 1, 2, \dots`:
+
+.. math::
+
+    g &\leftarrow g + \lambda p \quad (\text{only when } \lambda \ne 0) \\
+    m &\leftarrow m + (1 - \beta_1)(g - m) \\
+    v &\leftarrow \beta_2 v + (1 - \beta_2)\, g\, g \\
+    p &\leftarrow p - \frac{\eta}{1 - \beta_1^t}\,
+        \frac{m}{\sqrt{v} / \sqrt{1 - \beta_2^t} + \epsilon}
+
+Weight decay :math:`\lambda` is the classic L2 term added to the gradient (not AdamW's decoupled
+decay). The scalars :math:`1 - \beta_1^t`, :math:`1 - \beta_2^t`, the step size and
+:math:`\sqrt{1 - \beta_2^t}` are computed in Python floats, and :math:`\epsilon` is added after
+the division by the bias correction, exactly as torch does; the first moment is updated with
+torch's ``lerp`` form :math:`m + w(g - m)`. Results agree with torch to rounding (torch's
+vectorised kernels may fuse a multiply-add).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from ..params import tree_map
+
+__all__ = ["Adam", "AdamState"]
+
+
+class AdamState(NamedTuple):
+    """Optimizer state: the step count and both moment trees (same structure as the params)."""
+
+    step: int
+    exp_avg: dict
+    exp_avg_sq: dict
+
+
+def _nonneg_float(value, name: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {type(value).__name__} {value!r}")
+    v = float(value)
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
+    return v
+
+
+def _check_tree(tree, name: str, reference=None, path: str = "") -> None:
+    """Every leaf a finite float64 array; with ``reference``, the same keys and shapes."""
+    where = f"{name}{path}"
+    if isinstance(tree, dict):
+        if reference is not None and (not isinstance(reference, dict)
+                                      or set(tree) != set(reference)):
+            expected = sorted(reference) if isinstance(reference, dict) else "an array"
+            raise ValueError(f"{where} must have the structure of params ({expected}); got keys "
+                             f"{sorted(tree)}")
+        for k, v in tree.items():
+            _check_tree(v, name, None if reference is None else reference[k], f"{path}[{k!r}]")
+        return
+    if isinstance(reference, dict):
+        raise TypeError(f"{where} must be a dict with keys {sorted(reference)}; got an array")
+    # 0-d results of NumPy arithmetic are scalars (np.float64), accepted like 0-d arrays
+    if not isinstance(tree, (np.ndarray, np.float64)) or np.asarray(tree).dtype != np.float64:
+        raise TypeError(f"{where} must be a float64 ndarray; got "
+                        f"{getattr(tree, 'dtype', type(tree).__name__)}")
+    if reference is not None and np.shape(tree) != np.shape(reference):
+        raise ValueError(f"{where} has shape {np.shape(tree)}; params has {np.shape(reference)}")
+    if not np.all(np.isfinite(tree)):
+        raise ValueError(f"{where} contains nan or inf")
+
+
+@dataclass(frozen=True)
+class Adam:
+    """Adam optimizer over parameter trees (nested dicts of float64 arrays).
+
+    Parameters
+    ----------
+    lr : float
+        Learning rate :math:`\\eta >= 0`.
+    betas : (float, float)
+        :math:`(\\beta_1, \\beta_2)`, each in [0, 1).
+    eps : float
+    weight_decay : float
+        L2 coefficient :math:`\\lambda` added to the gradient.
+    """
+
+    lr: float
+    betas: tuple = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "lr", _nonneg_float(self.lr, "Adam.lr"))
+        object.__setattr__(self, "eps", _nonneg_float(self.eps, "Adam.eps"))
+        object.__setattr__(self, "weight_decay",
+                           _nonneg_float(self.weight_decay, "Adam.weight_decay"))
+        betas = self.betas
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"Adam.betas must be a pair (beta1, beta2); got {betas!r}")
+        b = tuple(_nonneg_float(x, f"Adam.betas[{i}]") for i, x in enumerate(betas))
+        for i, x in enumerate(b):
+            if x >= 1.0:
+                raise ValueError(f"Adam.betas[{i}] must be in [0, 1); got {x!r}")
+        object.__setattr__(self, "betas", b)
+
+    def hyper(self) -> dict:
+        """The hyper-parameters as a JSON-ready dict."""
+        return {"name": "Adam", "lr": self.lr, "betas": list(self.betas), "eps": self.eps,
+                "weight_decay": self.weight_decay}
+
+    def init(self, params) -> AdamState:
+        """Zero moments shaped like ``params`` and step 0."""
+        _check_tree(params, "params")
+        zeros = tree_map(lambda a: np.zeros(np.shape(a)), params)
+        return AdamState(0, zeros, tree_map(np.copy, zeros))
+
+    def step(self, params, grads, state: AdamState):
+        """One update; returns new ``(params, state)`` and modifies nothing.
+
+        Parameters
+        ----------
+        params, grads : dict
+            Trees of the same structure and shapes.
+        state : AdamState
+        """
+        _check_tree(params, "params")
+        _check_tree(grads, "grads", params)
+        if not isinstance(state, AdamState):
+            raise TypeError(f"state must be the AdamState returned by Adam.init/step; got "
+                            f"{type(state).__name__}")
+        _check_tree(state.exp_avg, "state.exp_avg", params)
+        _check_tree(state.exp_avg_sq, "state.exp_avg_sq", params)
+        beta1, beta2 = self.betas
+        lr, eps, wd = self.lr, self.eps, self.weight_decay
+        step = state.step + 1
+        # torch reads its float32 step counter back as a Python float
+        bias1 = 1 - beta1 ** float(step)
+        bias2 = 1 - beta2 ** float(step)
+        step_size = lr / bias1
+        bias2_sqrt = bias2 ** 0.5
+        w1 = 1 - beta1
+        w2 = 1 - beta2
+
+        def leaf(p, g, m, v):
+            if wd != 0:
+                g = g + wd * p
+            m = m + w1 * (g - m)  # torch's lerp(m, g, w1) for w1 < 0.5
+            v = v * beta2 + w2 * g * g  # torch's addcmul: v + (w2 * g) * g
+            denom = np.sqrt(v) / bias2_sqrt + eps
+            new_p = p + (-step_size) * m / denom  # torch's addcdiv: p + (s * m) / denom
+            return np.asarray(new_p), np.asarray(m), np.asarray(v)
+
+        new_params, exp_avg, exp_avg_sq = _walk(leaf, params, grads, state.exp_avg,
+                                                state.exp_avg_sq)
+        return new_params, AdamState(step, exp_avg, exp_avg_sq)
+
+
+def _walk(fn, p, g, m, v):
+    """Apply ``fn(p, g, m, v) -> (p', m', v')`` leaf by leaf; returns the three new trees."""
+    if isinstance(p, dict):
+        out = {k: _walk(fn, p[k], g[k], m[k], v[k]) for k in p}
+        return tuple({k: out[k][i] for k in p} for i in range(3))
+    return fn(p, g, m, v)
