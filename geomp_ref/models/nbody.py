@@ -8,20 +8,21 @@ grad_charges))``: charges are differentiated too (the exact derivative; the publ
 treats them, like every input, as data). The input features (speeds, charge products, input-frame
 squared distances) and their derivatives are described in :mod:`geomp_ref.models.nbody_features`.
 
-=================  ====================================================================  ========
-model              published (vgsatorras/egnn ``n_body_system/model.py``)               group
-=================  ====================================================================  ========
-:class:`NBodyLinear`  ``Linear(6, 3)`` on ``[x, v]``                                      none
-:class:`NBodyGNN`  ``GNN(input_dim=6, hidden_nf=64, n_layers=4, recurrent=True)``: Lin(6->H),  none
-                   4 x :class:`~geomp_ref.layers.gcl.GCL` (edge attribute q_i q_j, SiLU),
-                   decoder Lin -> SiLU -> Lin(H->3)
-:class:`NBodyRF`   ``RF_vel(hidden_nf=64, edge_attr_nf=2, act_fn=SiLU, n_layers=4)``:        E3
-                   4 x :class:`~geomp_ref.layers.radial_field.RadialFieldLayer`
-:class:`NBodyEGNN`  ``EGNN_vel(in_node_nf=1, in_edge_nf=2, hidden_nf=64, recurrent=True)``:  E3
-                   h0 = Lin(1->H)(|v|), 4 x ``E_GCL_vel``
-                   (:class:`~geomp_ref.layers.egnn_layer.EGNNLayer`, flavour "gcl", SiLU,
-                   velocity, clamp 100, mean aggregation)
-=================  ====================================================================  ========
+====================  =================================================================  =====
+model                 published (vgsatorras/egnn ``n_body_system/model.py``)             group
+====================  =================================================================  =====
+:class:`NBodyLinear`  ``Linear(6, 3)`` on ``[x, v]``                                     none
+:class:`NBodyGNN`     ``GNN(input_dim=6, hidden_nf=64, n_layers=4, recurrent=True)``:    none
+                      Lin(6->H), 4 x :class:`~geomp_ref.layers.gcl.GCL` (edge
+                      attribute q_i q_j, SiLU), decoder Lin -> SiLU -> Lin(H->3)
+:class:`NBodyRF`      ``RF_vel(hidden_nf=64, edge_attr_nf=2, act_fn=SiLU,                E3
+                      n_layers=4)``: 4 x
+                      :class:`~geomp_ref.layers.radial_field.RadialFieldLayer`
+:class:`NBodyEGNN`    ``EGNN_vel(in_node_nf=1, in_edge_nf=2, hidden_nf=64,               E3
+                      recurrent=True)``: h0 = Lin(1->H)(``|v|``), 4 x ``E_GCL_vel``
+                      (:class:`~geomp_ref.layers.egnn_layer.EGNNLayer`, flavour "gcl",
+                      SiLU, velocity, clamp 100, mean aggregation)
+====================  =================================================================  =====
 
 Params mirror the torch modules one to one (weights transposed to (in, out)); each class
 docstring lists the torch names. :func:`make_model` and :func:`model_inputs` serve the
@@ -349,12 +350,17 @@ class NBodyEGNN(Block):
 
 # --- the training command's entry points ---------------------------------------------------------
 
-MODELS = ("linear", "gnn", "rf", "egnn")
+#: every N-body model by name; "segnn" and "tfn" live in :mod:`geomp_ref.models.nbody_steerable`
+MODELS = ("linear", "gnn", "rf", "egnn", "segnn", "tfn")
 
 
 def make_model(name: str, **options) -> Block:
     """The published configuration of model ``name`` (``options`` override its fields)."""
     check_choice(name, "model", MODELS)
+    if name in ("segnn", "tfn"):
+        from . import nbody_steerable  # imported here: it builds on the o3 stack
+
+        return nbody_steerable.make_model(name, **options)
     cls = {"linear": NBodyLinear, "gnn": NBodyGNN, "rf": NBodyRF, "egnn": NBodyEGNN}[name]
     return cls(**options)
 

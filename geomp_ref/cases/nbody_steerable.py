@@ -1,0 +1,58 @@
+"""Cases of the steerable N-body models (NBodySEGNN, NBodyTFN).
+
+Problems are batches of charged five-body systems on complete graphs, as the published loader
+builds them: positions at least 0.5 apart, velocities of order one (never zero, where the speed
+and the velocity's harmonics have no derivative), unit charges of random sign. Widths are small
+so that the finite-difference battery stays fast.
+
+* ``NBodySEGNN/reference`` is the published model: it centres each position on the mean of its
+  own coordinates, which is neither rotation nor translation equivariant, so only node
+  permutations are checked (group "none"); ``NBodySEGNN/corrected`` centres on the system's
+  centroid and must be E(3)-equivariant.
+* ``NBodyTFN/small`` uses a radius of 6 so that the longest edges (up to ~5) fall inside the
+  cutoff's smooth ramp (from 3 to 6) and its derivative is exercised; E(3)-equivariant.
+
+Finite-difference step 1e-4 as for the other deep steerable cases (SEGNN's
+U(+-1/sqrt(fan_in)) init leaves some parameters with small gradients, where the round-off of a
+smaller step dominates).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..graph import complete_graph
+from ..models.nbody_steerable import NBodySEGNN, NBodyTFN
+from ..testing import random_points
+from . import Case
+
+N_BALLS = 5
+
+
+def _systems(rng, num_nodes):
+    """Complete graphs of five bodies (the last system takes the remainder) and (x, v, charges)."""
+    sizes = [N_BALLS] * max(1, num_nodes // N_BALLS)
+    sizes[-1] += num_nodes - sum(sizes)
+    batch = np.repeat(np.arange(len(sizes)), sizes)
+    graph = complete_graph(num_nodes, batch)
+    x = np.concatenate([random_points(rng, s, min_dist=0.5, scale=1.5) for s in sizes])
+    v = rng.normal(size=(num_nodes, 3))
+    charges = rng.choice([-1.0, 1.0], size=(num_nodes, 1))
+    return graph, (x, v, charges)
+
+
+def register() -> list[Case]:
+    kinds = ("position", "vector", "node_scalar")
+    small_segnn = {"irreps_hidden": "4x0e+2x1o", "num_layers": 2}
+    return [
+        Case("NBodySEGNN/reference", NBodySEGNN(**small_segnn, mode="reference"), _systems,
+             kinds, ("position",), "none", fd_eps=1e-4,
+             notes="the published centring (each position minus the mean of its coordinates)"),
+        Case("NBodySEGNN/corrected", NBodySEGNN(**small_segnn, mode="corrected"), _systems,
+             kinds, ("position",), "E3", fd_eps=1e-4,
+             notes="centred on the system's centroid: E(3)-equivariant"),
+        Case("NBodyTFN/small", NBodyTFN(channels=3, num_layers=3, max_radius=6.0, num_basis=6,
+                                        radial_neurons=8, radial_layers=1), _systems,
+             kinds, ("position",), "E3", fd_eps=1e-4,
+             notes="three convolutions (two gated), harmonics to l = 2, cutoff ramp exercised"),
+    ]
