@@ -94,9 +94,11 @@ def _message_irreps(msg_in, hid, name: str):
 
 
 def layer_convert(module, name: str = "SEGNNLayer", prefix: str = "", path: tuple = ()):
-    """``(spec, links, notes)`` of a ``SEGNNLayer`` (``norm`` None or ``'instance'``)."""
+    """``(spec, links, notes)`` of a ``SEGNNLayer`` (``norm`` None, ``'none'`` or ``'instance'``)."""
     _check_message_passing(module, name)
     norm = getattr(module, "norm", None)
+    # the published layer treats any other value (main.py passes the string "none") as no norm
+    norm = None if isinstance(norm, str) and norm == "none" else norm
     if norm == "batch" or getattr(module, "message_norm", None) is not None:
         raise ValueError(
             f"{name}.norm='batch' is not supported (e3nn BatchNorm keeps running statistics "

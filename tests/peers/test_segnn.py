@@ -332,3 +332,15 @@ def test_unsupported_options_raise_naming_them(qm9, nbody, monkeypatch):
     # a module type that is not SEGNN's is not matched
     assert not adapter.matches(torch.nn.InstanceNorm1d(4))
     assert "segnn" in interop.supported()
+
+
+def test_norm_none_string_is_no_norm(nbody):
+    """The published main.py passes ``norm="none"``; the layer treats it as no norm."""
+    model, data = nbody
+    for layer in model.layers:
+        layer.norm = "none"
+    try:
+        assert interop.compare(model, data).ok
+    finally:
+        for layer in model.layers:
+            layer.norm = None
