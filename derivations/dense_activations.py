@@ -48,19 +48,21 @@ Gaussian: :math:`e_k = \exp(-\gamma(d-\mu_k)^2)`, :math:`e_k' = -2\gamma(d-\mu_k
 :math:`\mu = \mathrm{linspace}`, :math:`\gamma = 1/(2\Delta^2)`.
 
 Bessel: :math:`b_n = \sqrt{2/c}\,\sin(a_n d)/d`, :math:`a_n = n\pi/c`;
-:math:`b_n' = \sqrt{2/c}\,(a_n d\cos(a_n d) - \sin(a_n d))/d^2`. Both closed forms cancel
-catastrophically as :math:`d \to 0`, so below :math:`d < 10^{-4} c` the code uses the Taylor series
-:math:`\sin(ad)/d = a(1 - (ad)^2/6 + (ad)^4/120 - \dots)` and its derivative
-:math:`a(-a^2 d/3 + a^4 d^3/30 - \dots)`. ``derive_bessel_series`` derives both with SymPy;
-``check_bessel_series`` bounds the first omitted terms, :math:`(ad)^6/5040` relative for the value
-and :math:`(ad)^4/280` relative for the derivative, at the switch point for each n, and compares
-both branches with 50-digit references on both sides of the switch. Finding (see the script's
-output): the value's truncation is below 2^-53 for n <= 28 only, and the derivative loses accuracy
-on *both* sides of the switch — the series is truncated too early for n >= 2, and just above the
-switch the closed form :math:`(ad\cos ad - \sin ad)/d^2` has a relative cancellation error of
-order :math:`\epsilon/(ad)^2` (about 7e-10 for n = 1). ``check_bessel_derivative_accuracy`` fails
-on this (a known defect, reported to the lead) with a tolerance set by the conditioning of
-:math:`b_n'` itself.
+:math:`b_n' = \sqrt{2/c}\,(a_n d\cos(a_n d) - \sin(a_n d))/d^2`. Written with
+:math:`t = a_n d`, the value is :math:`\sin t / t`, which needs no series (``sin`` is relatively
+accurate; only t = 0 is special), while the derivative :math:`(t\cos t - \sin t)/t^2` cancels
+catastrophically as :math:`t \to 0`. A short series switched on at a fixed :math:`d < 10^{-4} c`
+is not enough: ``derive_bessel_series`` derives the series
+:math:`\sin(ad)/d = a(1 - (ad)^2/6 + (ad)^4/120 - \dots)` and its derivative with SymPy, and
+``check_bessel_series`` shows that the first omitted terms at such a switch, :math:`(ad)^6/5040`
+(value) and :math:`(ad)^4/280` (derivative), stay below :math:`2^{-53}` for the value only up to
+n = 28 and for the derivative only for n = 1, while just above the switch the closed form's
+relative cancellation error is of order :math:`\epsilon/(ad)^2` (about 7e-10 for n = 1). The
+library (``geomp_ref/ops/radial.py``) therefore sums the derivative's Taylor series
+:math:`\sum_{k \ge 1} (-1)^k 2k\, t^{2k-1}/(2k+1)!` with 10 terms for all :math:`t < 1` (first
+omitted term below :math:`1/21!` relative) and uses the closed form only above, where it loses at
+most a factor ~3. ``check_bessel_derivative_accuracy`` holds ``bessel_rbf_vjp`` on both sides of
+the old switch to a tolerance set by the conditioning of :math:`b_n'` itself.
 
 Cutoffs: cosine :math:`C(d) = \tfrac12(\cos(\pi d/c) + 1)` for d < c and 0 after; at d = c,
 :math:`C = 0` and :math:`C' = -\tfrac{\pi}{2c}\sin\pi = 0` (value and slope continuous; the second
@@ -528,8 +530,7 @@ def check_bessel_derivative_accuracy(rng: np.random.Generator) -> list:
     r"""``bessel_rbf_vjp`` near the switch vs 50-digit references.
 
     Tolerance from conditioning: evaluating :math:`b_n'` at a rounded d costs at most
-    :math:`\epsilon (|b_n'| + d |b_n''|)`; we allow 16 times that. KNOWN DEFECT: fails (see module
-    docstring, section 4).
+    :math:`\epsilon (|b_n'| + d |b_n''|)`; we allow 16 times that (module docstring, section 4).
     """
     failures: list = []
     num, c = 8, 5.0

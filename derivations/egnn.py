@@ -1,19 +1,50 @@
-r"""Lesson: the backward pass of an EGNN layer (Satorras et al. 2021, eqs. 3-7).
+r"""Lesson 5: EGNN -- why its coordinate update is E(3)-equivariant, and its backward pass.
 
-Forward on one edge e = (j -> i) (receiver i = dst, sender j = src;
-``geomp_ref/layers/egnn_layer.py``)::
+Satorras, Hoogeboom and Welling (2021), eqs. 3-7. The layer (``geomp_ref/layers/egnn_layer.py``)
+on an edge e = (j -> i) (receiver i = dst, sender j = src)::
 
-    D      = x_i - x_j            (= -edge_vec: EGNN's sign is the opposite of ours)
-    r      = |D|^2
-    m_raw  = phi_e([h_i, h_j, r, a_ij])
+    D_ij   = x_i - x_j            (= -edge_vec: EGNN's sign is the opposite of ours)
+    r_ij   = |D_ij|^2
+    m_ij   = phi_e(h_i, h_j, r_ij, a_ij)                             (eq. 3)
+    x'_i   = x_i + C sum_j D_ij phi_x(m_ij)  [+ phi_v(h_i) v_i]       (eq. 4, eq. 7 with velocity)
+    h'_i   = phi_h(h_i, sum_j m_ij)                                   (eqs. 5-6)
+
+Part 1: the claim and its proof
+-------------------------------
+Claim: for every orthogonal Q (rotations *and* reflections), every translation t and *every*
+choice of the networks phi_e, phi_x, phi_h, phi_v, transforming the inputs as
+``x -> Q x + t``, ``v -> Q v`` (h, a unchanged) transforms the outputs as ``x' -> Q x' + t``,
+``h' -> h'``. Proof, three steps:
+
+1. Differences cancel the translation and rotate: ``(Q x_i + t) - (Q x_j + t) = Q D_ij``.
+2. The squared distance is invariant: ``|Q D|^2 = D^T (Q^T Q) D = D^T D`` -- the only place where
+   orthogonality is used (and not the determinant: reflections are included). Hence every
+   argument of ``phi_e`` is unchanged and ``m_ij`` is the same number, whatever ``phi_e`` is;
+   so are ``phi_x(m_ij)``, ``sum_j m_ij``, ``h'_i`` and ``phi_v(h_i)``.
+3. The update is *linear* in the vectors with invariant coefficients:
+   ``Q x_i + t + C sum_j (Q D_ij) phi_x(m_ij) + phi_v(h_i) Q v_i = Q x'_i + t``
+   (the weights ``C sum_j phi_x`` of ``x_i`` and the translation: ``t`` appears once because the
+   differences removed it). The normalised variant ``D/(|D| + eps)`` only rescales ``D`` by an
+   invariant, so it stays equivariant.
+
+``derive_equivariance`` carries this out in SymPy on a 3-node graph with every directed edge:
+Q is a 3 x 3 matrix of *symbols* (``q_ab``), t three symbols, the networks undefined functions.
+Step 2 is checked as the polynomial identity ``|QD|^2 - D^T Q^T Q D = 0`` and then applied with
+``Q^T Q = I`` (``_symbolic_groups.transformed_sqnorm``); steps 1 and 3 are expansions that must
+give exactly 0. What the proof also shows: each term needs a *difference* of positions
+multiplied by an *invariant* scalar. Anything else breaks it, for example the ``gcl`` code's
+elementwise clamp of ``D_ij phi_x`` to ``[-c, c]``, which is not a linear map of ``D``: once it
+is active the layer is no longer equivariant (``check_equivariance`` measures both).
+
+Part 2: the backward pass (reverse mode, bottom-up; g_<name> = cotangent)
+-------------------------------------------------------------------------
+The code's edge function adds attention, the normalisation, tanh and the clamp::
+
     m      = m_raw * sigmoid(m_raw W_inf + b_inf)                  (attention)
     u      = D / (|D| + eps)                                       (normalize; else u = D)
     s      = tanh(act(m W0 + b0) W1)                                (phi_x, tanh optional)
     t      = clamp(u * s)
     x'_i   = x_i + C * mean_{e into i} t  [+ phi_v(h_i) * v_i]
-    h'_i   = h_i + phi_h([h_i, sum_{e into i} m])
-
-Reverse mode, bottom-up (g_<name> = cotangent):
 
 1. Node update: ``phi_h``'s VJP splits into ``g_h`` (residual + first block) and ``g_agg_m``;
    the sum over incoming edges has the gather ``g_m_e = g_agg_m[dst_e]`` as its VJP.
@@ -34,7 +65,7 @@ Reverse mode, bottom-up (g_<name> = cotangent):
 7. ``D = -edge_vec``: ``g_edge_vec = -g_D`` and ``edge_vectors_vjp`` puts ``+`` at senders and
    ``-`` at receivers, i.e. ``g_x_i += g_D``, ``g_x_j -= g_D``.
 
-This script checks with SymPy:
+Checks of part 2, with SymPy:
 
 * ``derive_normalisation``: the Jacobian of step 4 (difference with ``sympy.diff`` simplifies to
   0) and its limit ``I/eps`` along a ray into ``D = 0``;
@@ -47,7 +78,7 @@ This script checks with SymPy:
   (normalisation ``1e-8``, sum aggregation) and egnn_clean with ``detach_norm=True`` (the norm a
   constant in SymPy too).
 
-Run: ``python3 derivations/egnn.py [--check]`` (about 5 s; exit status 0 on success).
+Run: ``python derivations/egnn.py [--check]`` (about 10 s; exit status 0 on success).
 """
 
 from __future__ import annotations
@@ -61,12 +92,126 @@ import numpy as np
 import sympy as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _symbolic_groups import is_zero, symbolic_e3, transformed_sqnorm
 
 from geomp_ref.graph import make_graph
-from geomp_ref.layers.egnn import EGNNLayer
+from geomp_ref.layers import EGNNLayer
+from geomp_ref.testing import random_orthogonal
 
 TOL = 1e-12
 EDGES = np.array([[0, 1, 1, 2], [1, 0, 2, 0]])  # senders j (row 0) -> receivers i (row 1)
+
+
+# --- part 1: the equivariance proof -------------------------------------------------------------
+
+
+def _plain_sqnorm(D):
+    return (D.T * D)[0, 0]
+
+
+def _egnn_update(x, h, v, a, edges, *, normalize, eps, sqnorm=_plain_sqnorm):
+    """One EGNN layer, symbolically, from eqs. 3-7 with undefined networks.
+
+    ``x``, ``v``: lists of 3 x 1 matrices; ``h``: list of symbols; ``a``: dict edge -> symbol;
+    ``edges``: (j, i) pairs; ``sqnorm(D)`` forms ``r = |D|^2`` (the transformed layer passes the
+    orthogonality lemma here). Returns ``(x', h')``.
+    """
+    phi_e, phi_x = sp.Function("phi_e"), sp.Function("phi_x")
+    phi_h, phi_v = sp.Function("phi_h"), sp.Function("phi_v")
+    C = sp.Rational(1, 2)  # 1/(M - 1) for M = 3 nodes: any invariant constant works
+    x_new, h_new = [], []
+    for i in range(len(x)):
+        update, agg = sp.zeros(3, 1), 0
+        for j, i2 in edges:
+            if i2 != i:
+                continue
+            D = x[i] - x[j]
+            r = sqnorm(D)
+            m = phi_e(h[i], h[j], r, a[(j, i)])
+            u = D / (sp.sqrt(r) + eps) if normalize else D
+            update += u * phi_x(m)
+            agg += m
+        x_new.append(x[i] + C * update + (phi_v(h[i]) * v[i] if v is not None else 0))
+        h_new.append(phi_h(h[i], agg))
+    return x_new, h_new
+
+
+def derive_equivariance():
+    """The symbolic proof of part 1: ``{statement: bool}``, all True when it holds.
+
+    The transformed layer is built from the transformed inputs; every squared distance it forms
+    is a polynomial in the ``q_ab`` that :func:`transformed_sqnorm` first checks against
+    ``D^T Q^T Q D`` and then rewrites with ``Q^T Q = I`` (step 2). Steps 1 and 3 must expand to 0.
+    """
+    Q, t = symbolic_e3()
+    edges = [(j, i) for i in range(3) for j in range(3) if i != j]
+    x = [sp.Matrix(sp.symbols(f"x{k}_0:3", real=True)) for k in range(3)]
+    v = [sp.Matrix(sp.symbols(f"v{k}_0:3", real=True)) for k in range(3)]
+    h = list(sp.symbols("h0:3", real=True))
+    a = {e: sp.Symbol(f"a_{e[0]}{e[1]}", real=True) for e in edges}
+    eps = sp.Symbol("epsilon", positive=True)
+    results = {}
+    # step 1: differences of transformed positions
+    results["step 1: (Qx_i + t) - (Qx_j + t) = Q(x_i - x_j)"] = is_zero(
+        (Q * x[0] + t) - (Q * x[1] + t) - Q * (x[0] - x[1]))
+
+    def lemma(Dt):
+        # Dt = (Q x_i + t) - (Q x_j + t): recognise it as Q D_ij (step 1), then step 2
+        for j, i in edges:
+            D = x[i] - x[j]
+            if is_zero(Dt - Q * D):
+                return transformed_sqnorm(D, Q)
+        raise AssertionError("a transformed difference is not Q times a difference")
+
+    xt = [Q * xk + t for xk in x]
+    vt = [Q * vk for vk in v]
+    for normalize in (False, True):
+        x1, h1 = _egnn_update(x, h, v, a, edges, normalize=normalize, eps=eps)
+        # the same layer on transformed inputs; its squared norms go through the lemma
+        x2, h2 = _egnn_update(xt, h, vt, a, edges, normalize=normalize, eps=eps, sqnorm=lemma)
+        tag = "normalised " if normalize else ""
+        results[f"step 2+3: {tag}x'(Qx + t, Qv) = Q x'(x, v) + t"] = all(
+            is_zero(x2[i] - (Q * x1[i] + t)) for i in range(3))
+        results[f"step 2+3: {tag}h'(Qx + t, Qv) = h'(x, v)"] = all(
+            is_zero(h2[i] - h1[i]) for i in range(3))
+    return results
+
+
+def check_equivariance() -> dict:
+    """Numbers for part 1 on the library's layer: ``{name: (error, must_be_small)}``.
+
+    A random orthogonal matrix with determinant -1 (a reflection times a rotation) and a
+    translation; the gcl flavour without the clamp, egnn_clean with normalisation, and gcl with
+    a clamp small enough to be active (the counter-example: the error must be large).
+    """
+    rng = np.random.default_rng(11)
+    N = 6
+    edges = np.array([(j, i) for i in range(N) for j in range(N) if i != j]).T
+    graph = make_graph(edges, N)
+    Q = random_orthogonal(rng, 3, proper=False)  # det -1: a reflection is included
+    shift = rng.normal(size=3)
+    h, x, v = rng.normal(size=(N, 4)), rng.normal(size=(N, 3)), rng.normal(size=(N, 3))
+    runs = {
+        "gcl, velocity, no clamp": ({"flavour": "gcl", "velocity": True, "clamp": None}, True),
+        "egnn_clean, normalize": ({"flavour": "egnn_clean", "normalize": True}, True),
+        "gcl, active clamp 0.05 (breaks it)": ({"flavour": "gcl", "clamp": 0.05}, False),
+    }
+    out = {}
+    for name, (kw, small) in runs.items():
+        layer = EGNNLayer(4, 8, activation="silu", coord_init_gain=1.0, **kw)
+        p = layer.init(rng)
+        vv = v if layer.velocity else None
+        (h1, x1), _ = layer.forward(p, graph, h, x, vv)
+        (h2, x2), _ = layer.forward(p, graph, h, x @ Q.T + shift, None if vv is None else v @ Q.T)
+        err = max(np.abs(x2 - (x1 @ Q.T + shift)).max() / np.abs(x1).max(),
+                  np.abs(h2 - h1).max() / np.abs(h1).max())
+        out[name] = (err, small)
+    return out
+
+
+# --- part 2: the backward pass ------------------------------------------------------------------
 
 
 def derive_normalisation():
@@ -217,7 +362,12 @@ def check_layer(**options) -> float:
 
     mp.mp.dps = 30
     edge_fn, node_fn = _edge_function(o, p), _node_function(o, p)
-    Hh, N = o.hidden, 3
+    Hh, N, nh = o.hidden, 3, o.in_features
+    # argument blocks of the edge function (h_i, h_j, D, a) and of the node function (h, agg_m),
+    # and output blocks of the node function (h', phi_v)
+    E_HI, E_HJ = slice(0, nh), slice(nh, 2 * nh)
+    E_D, E_A = slice(2 * nh, 2 * nh + 3), slice(2 * nh + 3, None)
+    N_H, N_AGG, N_V = slice(0, nh), slice(nh, None), nh
     deg = np.bincount(EDGES[1], minlength=N)
     edge_out, edge_jac, agg_m, agg_t = [], [], np.zeros((N, Hh)), np.zeros((N, 3))
     for e, (j, i) in enumerate(EDGES.T):
@@ -233,23 +383,23 @@ def check_layer(**options) -> float:
     want_h, want_x = np.zeros_like(h_new), x + o.coords_weight * agg_t
     for i in range(N):
         val, jac = node_fn(*np.concatenate([h[i], agg_m[i]]))
-        want_h[i] = val[:2]
-        g_node = cot_h[i] @ jac[:2]
+        want_h[i] = val[N_H]
+        g_node = cot_h[i] @ jac[N_H]
         if o.velocity:  # x' += phi_v(h) v
-            want_x[i] += val[2] * v[i]
-            g_node = g_node + (cot_x[i] @ v[i]) * jac[2]
-            g_v[i] = cot_x[i] * val[2]
-        g_h[i] += g_node[:2]
-        g_agg_m[i] = g_node[2:]
+            want_x[i] += val[N_V] * v[i]
+            g_node = g_node + (cot_x[i] @ v[i]) * jac[N_V]
+            g_v[i] = cot_x[i] * val[N_V]
+        g_h[i] += g_node[N_H]
+        g_agg_m[i] = g_node[N_AGG]
     for e, (j, i) in enumerate(EDGES.T):
         scale = o.coords_weight / (max(deg[i], 1) if o.coords_agg == "mean" else 1)
         g_out = np.concatenate([g_agg_m[i], scale * cot_x[i]])
         g_edge = g_out @ edge_jac[e]
-        g_h[i] += g_edge[:2]
-        g_h[j] += g_edge[2:4]
-        g_x[i] += g_edge[4:7]  # D = x_i - x_j
-        g_x[j] -= g_edge[4:7]
-        g_a[e] = g_edge[7:]
+        g_h[i] += g_edge[E_HI]
+        g_h[j] += g_edge[E_HJ]
+        g_x[i] += g_edge[E_D]  # D = x_i - x_j
+        g_x[j] -= g_edge[E_D]
+        g_a[e] = g_edge[E_A]
     want = [g_h, g_x] + ([g_v] if o.velocity else []) + ([g_a] if o.edge_features else [])
     err = max(_rel(h_new, want_h), _rel(x_new, want_x))
     for ours, ref in zip(g_in, want):
@@ -262,6 +412,16 @@ def main(argv=None) -> int:
     parser.add_argument("--check", action="store_true", help="run the checks (default)")
     parser.parse_args(argv)
     ok = True
+    print("part 1: E(3) equivariance of the coordinate update, for any networks (SymPy)")
+    for name, good in derive_equivariance().items():
+        ok &= good
+        print(f"  {name:52s} {'ok' if good else 'FAIL'}")
+    for name, (err, small) in check_equivariance().items():
+        good = err <= TOL if small else err > 1e-3
+        ok &= good
+        want = "<= 1e-12" if small else "> 1e-3, not equivariant"
+        print(f"  numeric: {name:36s} error {err:.2e} ({want})  {'ok' if good else 'FAIL'}")
+    print("part 2: the backward pass")
     for name, diff in derive_normalisation().items():
         good = diff == sp.zeros(3, 3)
         ok &= good

@@ -1,4 +1,4 @@
-r"""Lesson: why a group convolution on a rotation grid is exactly equivariant for the grid's own
+r"""Lesson 6: why a group convolution on a rotation grid is exactly equivariant for the grid's own
 group, and the backward pass of the lifting and group layers.
 
 Forward (``geomp_ref/layers/group_conv.py``), edge j -> i, x = x_j - x_i, grid R_1..R_G::

@@ -1,4 +1,4 @@
-r"""Lesson: the pairwise logarithm of LieConv, its sign, and the backward pass with respect to
+r"""Lesson 6: the pairwise logarithm of LieConv, its sign, and the backward pass with respect to
 poses.
 
 Forward (``geomp_ref/layers/lieconv.py``), edge j -> i::

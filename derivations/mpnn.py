@@ -1,4 +1,4 @@
-r"""Lesson: GRU, LSTM, Set2Set, NNConv and Gilmer's whole MPNN, backward line by line.
+r"""Lesson 1 (continued): GRU, LSTM, Set2Set, NNConv and Gilmer's whole MPNN, backward line by line.
 
 Symbols follow ``geomp_ref/layers/recurrent.py``, ``set2set.py``, ``nnconv.py`` (weights stored
 (in, out); ``src`` = sender j, ``dst`` = receiver i). For each block, SymPy builds the forward

@@ -1,4 +1,4 @@
-r"""Lesson: the backward pass of the position-orientation (PONITA) convolution, its polynomial
+r"""Lesson 6: the backward pass of the position-orientation (PONITA) convolution, its polynomial
 features and its radial window.
 
 Forward (``geomp_ref/layers/position_orientation.py``), edge j -> i, x = x_j - x_i, grid o_k::

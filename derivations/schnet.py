@@ -1,4 +1,4 @@
-r"""Lesson: the backward pass of SchNet's continuous-filter convolution, and the forces.
+r"""Lesson 4: the backward pass of SchNet's continuous-filter convolution, and the forces.
 
 Forward on one edge e = (j -> i) (sender j, receiver i; ``geomp_ref/layers/cfconv.py``)::
 

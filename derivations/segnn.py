@@ -1,4 +1,4 @@
-r"""SEGNN's backward (attributes, message-passing layer, instance norm), checked by SymPy.
+r"""Lesson 7: SEGNN's backward (attributes, message-passing layer, instance norm), checked by SymPy.
 
 The lesson
 ----------

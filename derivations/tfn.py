@@ -1,4 +1,4 @@
-r"""TFNConv's backward, checked by SymPy on a 3-node graph.
+r"""Lesson 7: TFNConv's backward, checked by SymPy on a 3-node graph.
 
 The lesson
 ----------

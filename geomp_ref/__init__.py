@@ -2,7 +2,8 @@
 
 Every layer computes messages ``m_ij = phi_m(f_i, f_j, a_ij)`` from sender j to receiver i, sums
 them at i and updates ``f'_i = phi_f(f_i, sum_j m_ij)``; every differentiable function has a
-hand-derived VJP. Conventions: see README.md ("Conventions") and each module's docstring.
+hand-derived VJP. Conventions: the documentation's conventions page (``docs/conventions.rst``)
+and each module's docstring.
 
 Subpackages are imported lazily so that ``import geomp_ref`` pulls in neither numba nor sympy.
 """
@@ -29,6 +30,7 @@ _SUBMODULES = (
     "interop",
     "layers",
     "lie",
+    "models",
     "o3",
     "ops",
     "params",

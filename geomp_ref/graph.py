@@ -1,6 +1,6 @@
 r"""Graph topology: the one representation every layer takes.
 
-Conventions (README table "Graphs"):
+Conventions (the documentation's conventions page, ``docs/conventions.rst``):
 
 * ``edge_index`` is int64 of shape (2, E); row 0 is the **sender** j (``src``), row 1 the
   **receiver** i (``dst``). Messages flow ``src -> dst`` and are summed at ``dst`` (PyG's

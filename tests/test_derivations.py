@@ -1,13 +1,11 @@
 """Run every ``derivations/*.py`` lesson with ``--check`` and check that each one teaches.
 
-The scripts are discovered by glob, so a new lesson is tested as soon as it exists. Each runs in
-its own interpreter (``sys.executable``) from the repository root, with a 120 s timeout; exit code
-0 means every symbolic/numeric check in it passed.
-
-``KNOWN_DEFECTS`` lists checks that fail on purpose because they expose a reported defect in the
-library (the lead fixes the library, not the check). For such a script the test asserts that
-exactly those checks fail; once the library is fixed the test fails with a message asking to
-remove the entry, so nothing stays silently excused.
+The scripts are discovered by glob (files starting with ``_`` are helpers, not lessons), so a new
+lesson is tested as soon as it exists. Each runs in its own interpreter (``sys.executable``) from
+the repository root, with a 120 s timeout; exit code 0 means every symbolic and numeric check in
+it passed (a lesson that proves a claim also runs its counter-examples, which must fail where the
+claim does not hold). Each lesson must also have a lesson docstring and a ``main``, and appear in
+the reading order of ``derivations/README.md``, which follows the lecture.
 """
 
 from __future__ import annotations
@@ -24,10 +22,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted(p for p in (ROOT / "derivations").glob("*.py") if not p.name.startswith("_"))
 TIMEOUT_S = 120
 
-#: script name -> {check function name: reason}
-KNOWN_DEFECTS: dict[str, dict[str, str]] = {}
-
-_FAILED_LINE = re.compile(r"^\s*(check_\w+)\b.*\bFAILED\b", re.MULTILINE)
+#: the lessons of the lecture's sequence that must exist (lessons 1-8 of derivations/README.md)
+COURSE = (
+    "message_passing.py", "geometric_message_passing.py", "pointconv.py", "schnet.py",
+    "egnn.py", "lieconv.py", "group_conv.py", "position_orientation.py", "tfn.py", "segnn.py",
+    "special_cases.py",
+)
 
 
 def _run(script: Path) -> subprocess.CompletedProcess:
@@ -50,27 +50,15 @@ def _run(script: Path) -> subprocess.CompletedProcess:
 
 def test_scripts_found():
     names = {p.name for p in SCRIPTS}
-    assert {"gather_scatter.py", "dense_activations.py", "mpnn.py"} <= names, names
+    assert {"gather_scatter.py", "dense_activations.py", *COURSE} <= names, (
+        sorted({"gather_scatter.py", "dense_activations.py", *COURSE} - names))
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
 def test_derivation_check_passes(script: Path):
     proc = _run(script)
     log = f"--- stdout ---\n{proc.stdout[-6000:]}\n--- stderr ---\n{proc.stderr[-4000:]}"
-    known = KNOWN_DEFECTS.get(script.name)
-    if not known:
-        assert proc.returncode == 0, f"{script.name} --check exited {proc.returncode}\n{log}"
-        return
-    failed = set(_FAILED_LINE.findall(proc.stdout))
-    if proc.returncode == 0:
-        pytest.fail(
-            f"{script.name}: the known defects {sorted(known)} no longer fail; the library "
-            "was fixed, so remove them from KNOWN_DEFECTS in tests/test_derivations.py"
-        )
-    assert failed == set(known), (
-        f"{script.name}: failing checks {sorted(failed)} differ from the known defects "
-        f"{sorted(known)}\n{log}"
-    )
+    assert proc.returncode == 0, f"{script.name} --check exited {proc.returncode}\n{log}"
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
@@ -86,10 +74,14 @@ def test_derivation_has_lesson_docstring(script: Path):
     assert "main" in funcs, f"{script.name}: define main(argv=None) handling --check"
 
 
-def test_known_defects_name_existing_checks():
-    for name, checks in KNOWN_DEFECTS.items():
-        path = ROOT / "derivations" / name
-        assert path.exists(), f"KNOWN_DEFECTS names a missing script {name}"
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        funcs = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
-        assert set(checks) <= funcs, f"{name}: unknown checks {set(checks) - funcs}"
+def test_every_lesson_is_in_the_reading_order():
+    readme = (ROOT / "derivations" / "README.md").read_text(encoding="utf-8")
+    order = readme.split("## Reading order", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"`(\w+\.py)`", order))
+    missing = sorted(p.name for p in SCRIPTS if p.name not in listed)
+    assert not missing, f"derivations/README.md's reading order does not list {missing}"
+    unknown = sorted(n for n in listed if not (ROOT / "derivations" / n).exists())
+    assert not unknown, f"derivations/README.md lists lessons that do not exist: {unknown}"
+    # the lecture's sequence: each lesson appears after the one before it
+    positions = [order.index(f"`{name}`") for name in COURSE]
+    assert positions == sorted(positions), "the reading order must follow the lecture (COURSE)"

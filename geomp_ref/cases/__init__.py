@@ -7,6 +7,9 @@ alphabetical order, so adding a family needs no edit here.
 
 Kinds vocabulary (``input_kinds`` / ``output_kinds``; one entry per array input / output)
 ---------------------------------------------------------------------------------------------
+=====================  ======================================================================
+kind                   shape and transformation
+=====================  ======================================================================
 ``"node_scalar"``      (N, ...) invariant per-node values; follow node permutations.
 ``"node_label"``       (N,) integer per-node labels (e.g. atomic numbers); invariant, not
                        differentiated (its gradient is ``None``).
@@ -19,6 +22,7 @@ Kinds vocabulary (``input_kinds`` / ``output_kinds``; one entry per array input 
 ``"pose"``             (N, D+1, D+1) homogeneous group elements, ``g -> T g`` (left action).
 ``"grid:<name>"``      (N, G, ...) signals on a rotation grid: for a rotation of the grid's own
                        subgroup the grid axis is permuted (see ``geomp_ref.testing``).
+=====================  ======================================================================
 
 Group vocabulary (``group``): the symmetry the case must satisfy exactly.
 ``"E3"`` = O(3) x T(3) (reflections included), ``"SE3"`` = SO(3) x T(3), ``"T3"`` = translations

@@ -43,7 +43,9 @@ Conventions (one place; every module follows them)
   result that would overflow float64 is refused; ``random`` takes a Generator or an int seed.
 
 Modules: :mod:`.so2`, :mod:`.se2`, :mod:`.so3`, :mod:`.se3` (identical function sets),
-:mod:`.grids` (rotation and sphere grids). Importing this package imports neither sympy nor numba.
+:mod:`.grids` (rotation and sphere grids). ``GROUPS`` maps the names ``"so2"``, ``"se2"``,
+``"so3"``, ``"se3"`` to those modules, for code that loops over the groups. Importing this
+package imports neither sympy nor numba.
 """
 
 from __future__ import annotations

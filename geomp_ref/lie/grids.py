@@ -2,7 +2,7 @@ r"""Every grid of the library: rotation grids on SO(2)/SO(3), orientation grids 
 permutation a grid symmetry induces, seeded spread-out grids and covering radii.
 
 Rotation grids (``(G, D, D)`` matrices; the grid axis of the group-convolution layers)
--------------------------------------------------------------------------------------
+--------------------------------------------------------------------------------------
 * ``so2_grid(n)``: angles ``2πk/n``, ``k = 0..n−1`` (the cyclic group ``C_n``); covering radius
   ``π/n`` exactly (:func:`covering_radius_so2` computes it from the largest gap).
 * ``so3_polyhedral(name)``: the rotation groups of the tetrahedron (12), octahedron/cube (24) and
@@ -14,7 +14,7 @@ Rotation grids (``(G, D, D)`` matrices; the grid axis of the group-convolution l
   the grid again, which is what makes the grid layers exactly equivariant for those rotations.
 
 Orientation grids (``(G, D)`` unit vectors; the fibre of the position-orientation layers)
----------------------------------------------------------------------------------------
+-----------------------------------------------------------------------------------------
 ``orientation_grid(name, num)``: ``"uniform"`` (S¹: ``(cos θ_k, sin θ_k)``, ``θ_k = 2πk/num``),
 ``"fibonacci"`` (S², :func:`sphere_fibonacci`), ``"octahedron"`` (the 6 points ``±e_i``,
 symmetric under ``so3_polyhedral("octa")``) and ``"icosahedron"`` (the 12 vertices, cyclic
