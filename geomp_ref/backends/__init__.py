@@ -13,6 +13,14 @@ Every backend module exposes the same kernels with identical signatures:
 * ``weighted_aggregate(graph, f, w)``: ``out_i = sum_{e: dst_e = i} w_e * f[src_e]``
 * ``edge_product(graph, g, f)``: ``p_e = g[dst_e] * f[src_e]``
 
+The numba backend adds fused kernels that the ops and blocks use when a backend has them
+(:mod:`geomp_ref.backends.numba_elementwise`, :mod:`geomp_ref.backends.numba_edges`): activations
+with their derivatives (``activation``, ``activation_vjp``, ``activation_with_grad``), radial bases
+and cutoffs (``gaussian_rbf``, ``bessel_rbf``, ``cosine_cutoff``, ``polynomial_cutoff`` and their
+VJPs), SchNet's edge filter (``filter_aggregate`` and its VJP) and ``edge_vectors_vjp``. For a
+backend without them (``"cuda"``) the ops compute these with the NumPy reference on the host. How
+the numba kernels share the cores with BLAS is described in :mod:`geomp_ref.backends._nbjit`.
+
 Selection is explicit (``backend=`` on ops, a ``backend`` field on specs, default ``"numpy"``);
 there is no global default and no silent fallback: asking for an unavailable backend raises an
 error naming the missing extra.

@@ -1,4 +1,4 @@
-r"""Numba CPU kernels: ``njit(parallel=True)`` over receiver CSR segments, no atomics.
+r"""Numba CPU kernels: loops over receiver CSR segments (``prange``), no atomics.
 
 The same kernels as :mod:`geomp_ref.backends.numpy_backend`, with the same signatures:
 
@@ -30,6 +30,12 @@ index has been checked. A :class:`~geomp_ref.graph.Graph` sealed by
 writeable, so its indices are still the range-checked ones. Any other ``Graph`` (hand-built, or
 changed with ``_replace``) is range-checked in full first, so the kernels never read out of bounds.
 
+Threads: every kernel has a serial and a parallel twin compiled from the same loop; the parallel
+one runs only for large work (:mod:`geomp_ref.backends._nbjit` explains why: Numba's and
+OpenBLAS's thread pools otherwise slow each other down), and both give the same bits. This module
+also re-exports the fused kernels of :mod:`geomp_ref.backends.numba_elementwise` and
+:mod:`geomp_ref.backends.numba_edges`.
+
 Compiled code is cached (``cache=True``) under ``NUMBA_CACHE_DIR``; when the user has not set it,
 this module points it at ``~/.cache/geomp_ref/numba`` (outside the source tree) before importing
 Numba. ``NUMBA_DISABLE_JIT=1`` runs the kernels as plain Python for debugging.
@@ -49,14 +55,49 @@ import numpy as np
 from numba import njit, prange
 
 from . import _checks as C
+from ._nbjit import launch, twins
+from .numba_edges import (
+    edge_pair_sum,
+    edge_vectors_vjp,
+    filter_aggregate,
+    filter_aggregate_vjp,
+)
+from .numba_elementwise import (
+    activation,
+    activation_vjp,
+    activation_with_grad,
+    bessel_rbf,
+    bessel_rbf_vjp,
+    cosine_cutoff,
+    cosine_cutoff_vjp,
+    gaussian_rbf,
+    gaussian_rbf_vjp,
+    polynomial_cutoff,
+    polynomial_cutoff_vjp,
+)
 
 if not numba.config.CACHE_DIR:  # numba was imported before us: its config missed the variable
     numba.config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
 
 __all__ = [
+    "activation",
+    "activation_vjp",
+    "activation_with_grad",
     "aggregate",
+    "bessel_rbf",
+    "bessel_rbf_vjp",
+    "cosine_cutoff",
+    "cosine_cutoff_vjp",
+    "edge_pair_sum",
     "edge_product",
+    "edge_vectors_vjp",
+    "filter_aggregate",
+    "filter_aggregate_vjp",
+    "gaussian_rbf",
+    "gaussian_rbf_vjp",
     "is_available",
+    "polynomial_cutoff",
+    "polynomial_cutoff_vjp",
     "scatter_max",
     "scatter_mean",
     "scatter_sum",
@@ -100,7 +141,6 @@ def _counting_csr(index, num_segments, ptr, perm):
     return -1
 
 
-@njit(parallel=True, cache=True)
 def _csr_sum(values, perm, ptr, out, mean):
     """``out[i] = sum_{p in ptr[i]:ptr[i+1]} values[perm[p]]`` (optionally divided by the count).
 
@@ -139,7 +179,6 @@ def _csr_sum(values, perm, ptr, out, mean):
                 row[k] = row[k] / cnt
 
 
-@njit(parallel=True, cache=True)
 def _csr_max(values, perm, ptr, out, arg):
     """Segment max per column; first row attaining it (strict ``>``); 0.0 and -1 when empty."""
     n = out.shape[0]
@@ -164,7 +203,6 @@ def _csr_max(values, perm, ptr, out, arg):
                     arg[i, k] = r
 
 
-@njit(parallel=True, cache=True)
 def _csr_weighted_edge(f, w, src, perm, ptr, out):
     """``out[i] = sum_e w[e] * f[src[e]]`` with one scalar weight per edge.
 
@@ -195,7 +233,6 @@ def _csr_weighted_edge(f, w, src, perm, ptr, out):
             p += 1
 
 
-@njit(parallel=True, cache=True)
 def _csr_weighted_channel(f, w, src, perm, ptr, out):
     """``out[i, k] = sum_e w[e, k] * f[src[e], k]`` (a filter per edge and channel).
 
@@ -228,13 +265,19 @@ def _csr_weighted_channel(f, w, src, perm, ptr, out):
             p += 1
 
 
-@njit(parallel=True, cache=True)
 def _edge_product(g, f, src, dst, out):
     for e in prange(out.shape[0]):
         gd = g[dst[e]]
         fs = f[src[e]]
         for k in range(out.shape[1]):
             out[e, k] = gd[k] * fs[k]
+
+
+_K_SUM = twins(_csr_sum)
+_K_MAX = twins(_csr_max)
+_K_W_EDGE = twins(_csr_weighted_edge)
+_K_W_CHANNEL = twins(_csr_weighted_channel)
+_K_EDGE_PRODUCT = twins(_edge_product)
 
 
 # --- validation (shared with the NumPy backend: backends/_checks.py) ---------------------------
@@ -278,7 +321,7 @@ def scatter_sum(values, index, num_segments, *, out=None):
     """
     values, ptr, perm, n = _segments(values, index, num_segments)
     res = C.out_array(out, (n,) + values.shape[1:], values.dtype)
-    _csr_sum(C.as_2d(values), perm, ptr, C.as_2d(res), False)
+    launch(_K_SUM, values.size, C.as_2d(values), perm, ptr, C.as_2d(res), False)
     return res
 
 
@@ -286,7 +329,7 @@ def scatter_mean(values, index, num_segments, *, out=None):
     """Segment mean (sum divided by the count; empty segments give 0)."""
     values, ptr, perm, n = _segments(values, index, num_segments)
     res = C.out_array(out, (n,) + values.shape[1:], values.dtype)
-    _csr_sum(C.as_2d(values), perm, ptr, C.as_2d(res), True)
+    launch(_K_SUM, values.size, C.as_2d(values), perm, ptr, C.as_2d(res), True)
     return res
 
 
@@ -304,7 +347,7 @@ def scatter_max(values, index, num_segments, *, out=None):
             raise TypeError("out must be a pair (out_values, out_argmax) for scatter_max")
         res = C.out_array(out[0], shape, values.dtype, "out[0]")
         arg = C.out_array(out[1], shape, np.dtype(np.int64), "out[1]")
-    _csr_max(C.as_2d(values), perm, ptr, C.as_2d(res), C.as_2d(arg))
+    launch(_K_MAX, values.size, C.as_2d(values), perm, ptr, C.as_2d(res), C.as_2d(arg))
     return res, arg
 
 
@@ -321,7 +364,7 @@ def aggregate(graph, m, *, out=None):
     m = C.float_array(m, "m")
     C.edge_rows(m, "m", graph)
     res = C.out_array(out, (graph.num_nodes,) + m.shape[1:], m.dtype)
-    _csr_sum(C.as_2d(m), graph.dst_perm, graph.dst_ptr, C.as_2d(res), False)
+    launch(_K_SUM, m.size, C.as_2d(m), graph.dst_perm, graph.dst_ptr, C.as_2d(res), False)
     return res
 
 
@@ -340,8 +383,9 @@ def weighted_aggregate(graph, f, w, *, out=None):
     w = C.float_array(w, "w")
     C.weighted_operands(graph, f, w)
     res = C.out_array(out, f.shape, f.dtype)
-    kernel = _csr_weighted_edge if w.ndim == 1 else _csr_weighted_channel
-    kernel(f, w, graph.edge_index[0], graph.dst_perm, graph.dst_ptr, res)
+    kernel = _K_W_EDGE if w.ndim == 1 else _K_W_CHANNEL
+    launch(kernel, graph.num_edges * f.shape[1], f, w, graph.edge_index[0], graph.dst_perm,
+           graph.dst_ptr, res)
     return res
 
 
@@ -352,5 +396,5 @@ def edge_product(graph, g, f, *, out=None):
     f = C.float_array(f, "f")
     C.product_operands(graph, g, f)
     res = C.out_array(out, (graph.num_edges, f.shape[1]), f.dtype)
-    _edge_product(g, f, graph.edge_index[0], graph.edge_index[1], res)
+    launch(_K_EDGE_PRODUCT, res.size, g, f, graph.edge_index[0], graph.edge_index[1], res)
     return res

@@ -94,7 +94,7 @@ def _message_irreps(msg_in, hid, name: str):
 
 
 def layer_convert(module, name: str = "SEGNNLayer", prefix: str = "", path: tuple = ()):
-    """``(spec, links, notes)`` of a ``SEGNNLayer`` (``norm`` None, ``'none'`` or ``'instance'``)."""
+    """``(spec, links, notes)`` of a ``SEGNNLayer`` (``norm``: None, ``"none"``, ``"instance"``)."""
     _check_message_passing(module, name)
     norm = getattr(module, "norm", None)
     # the published layer treats any other value (main.py passes the string "none") as no norm

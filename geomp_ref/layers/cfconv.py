@@ -16,10 +16,21 @@ ssp; the constants are described in :mod:`geomp_ref.layers.schnet_constants`.
     \mathrm{agg}_i = \sum_{j} y_j \odot W_{ij}, \qquad
     f'_i = \mathrm{agg}_i W_{out} + b_{out}.
 
-The sum is the fused kernel :func:`geomp_ref.ops.scatter.weighted_aggregate` on the chosen backend
-(no (E, F) message array). **SchNetInteraction**: :math:`v = \mathrm{ssp}(\mathrm{CFConv}(h)) W + b`
-(the residual :math:`h \leftarrow h + v` lives in :class:`geomp_ref.layers.schnet.SchNet`, as in
-PyG).
+The sum is :func:`geomp_ref.ops.edge_filters.filter_aggregate` on the chosen backend (the cutoff
+scales the filter inside the kernel; no (E, F) message array). **SchNetInteraction**:
+:math:`v = \mathrm{ssp}(\mathrm{CFConv}(h)) W + b` (the residual :math:`h \leftarrow h + v` lives
+in :class:`geomp_ref.layers.schnet.SchNet`, as in PyG).
+
+Backends: ``backend="numpy"`` runs the reference ops one by one. A backend with fused kernels
+(``"numba"``) evaluates the Gaussians in one pass, adds :math:`b_0` and applies ssp together with
+its derivative :math:`\sigma(z_1)` in one pass (kept in the cache, so the backward multiplies by
+it), never forms :math:`W_{ij}` (the aggregation and its VJP scale by :math:`C(d_{ij})` on the
+fly) and reuses the cached Gaussians in the backward. On a symmetric graph (every edge j -> i has
+its reverse, as a radius graph) it evaluates the filter network once per pair of reverse edges
+(:func:`geomp_ref.ops.edge_filters.edge_pairs`): :math:`W_{ij} = W_{ji}` since the filter depends on
+the distance only, which halves the filter's matrix products and passes; the backward sums both
+edges' cotangents into the pair's row. Intermediate arrays are not re-validated there: every
+input was checked once at the top of ``forward``.
 
 Backward (reverse order; proof ``derivations/schnet.py``): with :math:`\bar W_{ij}` the edge
 product :math:`\bar{\mathrm{agg}}_i \odot y_j`,
@@ -41,11 +52,13 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import backends as _backends
 from .._validate import as_rng, check_cache, check_graph, check_int, check_positive, node_array
 from .._validate import grad_out as _grad_out
 from .._validate import positions as _positions
-from ..graph import Graph, edge_vectors, edge_vectors_vjp
-from ..ops import activations, dense, geometry, radial, scatter
+from ..graph import Graph, edge_vectors
+from ..ops import activations, dense, edge_filters, geometry, radial
+from ..ops.edge_filters import EdgePairs
 from .base import Block, check_backend, check_params, linear_init
 from .schnet_constants import SchNetConstants, resolve_constants
 
@@ -56,12 +69,13 @@ class CFConvCache(NamedTuple):
     graph: Graph
     edge_vec: np.ndarray  # (E, 3) x_j - x_i
     d: np.ndarray  # (E,) |x_j - x_i|
-    e: np.ndarray  # (E, G) Gaussian expansion
-    z1: np.ndarray  # (E, F) first filter layer, pre-activation
-    s1: np.ndarray  # (E, F) ssp(z1)
-    w_raw: np.ndarray  # (E, F) filter before the cutoff
-    c: np.ndarray  # (E,) cosine cutoff
-    w_ij: np.ndarray  # (E, F) filter
+    pairs: EdgePairs | None  # fused backends on a symmetric graph: filter rows are edge pairs
+    e: np.ndarray  # (R, G) Gaussian expansion; R = E, or U = E / 2 with pairs
+    z1: np.ndarray  # (R, F) first filter layer, pre-activation
+    s1: np.ndarray  # (R, F) ssp(z1)
+    dz1: np.ndarray | None  # (R, F) ssp'(z1) = sigmoid(z1), kept by the fused backends only
+    w_raw: np.ndarray  # (R, F) filter before the cutoff
+    c: np.ndarray  # (R,) cosine cutoff
     f: np.ndarray  # (N, H) input features
     y: np.ndarray  # (N, F) f W_in
     agg: np.ndarray  # (N, F)
@@ -144,27 +158,47 @@ class CFConv(Block):
             "b_out": b_out,
         }
 
+    def _kernels(self):
+        """The backend module when it has the fused kernels, else None (reference ops)."""
+        be = _backends.get(self.backend)
+        return be if hasattr(be, "activation_with_grad") else None
+
     def forward(self, params, graph, f, pos):
         check_params(params, self.param_shapes(), "CFConv", exact=True)
         check_graph(graph)
         f = node_array(f, "f", graph, self.in_channels)
         pos = _positions(pos, graph, 3)
         k: SchNetConstants = self.consts
-        ssp = activations.shifted_softplus
         p = params["filter"]
+        mu = np.asarray(k.offsets)
         edge_vec = edge_vectors(graph, pos)  # x_j - x_i
         d = geometry.edge_length(edge_vec, name="pos")  # raises on coincident endpoints
-        with np.errstate(over="ignore"):  # (d - mu)^2 = inf for huge d: exp(-inf) = 0, exact
-            e = radial.gaussian_rbf(d, np.asarray(k.offsets), k.gamma)
-        z1 = dense.linear(e, p["W0"], p["b0"])
-        s1 = ssp(z1, k.shift, k.softplus_threshold)
-        w_raw = dense.linear(s1, p["W1"], p["b1"])
-        c = radial.cosine_cutoff(d, self.cutoff)
-        w_ij = w_raw * c[:, None]
-        y = dense.linear(f, params["W_in"])
-        agg = scatter.weighted_aggregate(graph, y, w_ij, backend=self.backend)
+        kern = self._kernels()
+        pairs = None
+        if kern is None:  # the reference, op by op
+            with np.errstate(over="ignore"):  # (d - mu)^2 = inf for huge d: exp(-inf) = 0, exact
+                e = radial.gaussian_rbf(d, mu, k.gamma)
+            z1 = dense.linear(e, p["W0"], p["b0"])
+            s1 = activations.shifted_softplus(z1, k.shift, k.softplus_threshold)
+            dz1 = None
+            w_raw = dense.linear(s1, p["W1"], p["b1"])
+            c = radial.cosine_cutoff(d, self.cutoff)
+            y = dense.linear(f, params["W_in"])
+            agg = edge_filters.filter_aggregate(graph, y, w_raw, c, backend=self.backend)
+        else:  # fused kernels on arrays built here from checked inputs
+            pairs = edge_filters.edge_pairs(graph)  # None unless every edge has its reverse
+            d_r = d if pairs is None else d[pairs.first]  # one filter row per edge or pair
+            e = kern.gaussian_rbf(d_r, mu, k.gamma)
+            z1, s1, dz1 = kern.activation_with_grad(
+                "shifted_softplus", e @ _f64(p["W0"]), _f64(p["b0"]), shift=k.shift,
+                threshold=k.softplus_threshold, overwrite=True)
+            w_raw = s1 @ _f64(p["W1"])
+            w_raw += _f64(p["b1"])  # in place: same rounding as s1 W1 + b1
+            c = kern.cosine_cutoff(d_r, self.cutoff)
+            y = f @ _f64(params["W_in"])
+            agg = kern.filter_aggregate(graph, y, w_raw, c, pairs)  # sum_j (w_raw c) * y_j
         out = dense.linear(agg, params["W_out"], params["b_out"])
-        return out, CFConvCache(graph, edge_vec, d, e, z1, s1, w_raw, c, w_ij, f, y, agg)
+        return out, CFConvCache(graph, edge_vec, d, pairs, e, z1, s1, dz1, w_raw, c, f, y, agg)
 
     def backward(self, params, cache: CFConvCache, grad_out):
         check_cache(cache, CFConvCache, "CFConv")
@@ -172,37 +206,70 @@ class CFConv(Block):
         g = _grad_out(grad_out, (graph.num_nodes, self.out_channels), "CFConv")
         k: SchNetConstants = self.consts
         p = params["filter"]
+        mu = np.asarray(k.offsets)
+        kern = self._kernels() if cache.dz1 is not None else None
         # out = agg W_out + b_out
         g_agg, gW_out, gb_out = dense.linear_vjp(cache.agg, params["W_out"], params["b_out"], g)
-        # agg = weighted_aggregate(y, w_ij)
-        g_y, g_w = scatter.weighted_aggregate_vjp(
-            graph, cache.y, cache.w_ij, g_agg, backend=self.backend
-        )
-        # y = f W_in
-        g_f, gW_in, _ = dense.linear_vjp(cache.f, params["W_in"], None, g_y)
-        # w_ij = w_raw * c
-        g_c = np.sum(g_w * cache.w_raw, axis=1)
-        g_raw = g_w * cache.c[:, None]
-        # c = C(d)
-        g_d = radial.cosine_cutoff_vjp(cache.d, self.cutoff, g_c)
-        # w_raw = s1 W1 + b1 ; s1 = ssp(z1) ; z1 = e W0 + b0
-        g_s1, gW1, gb1 = dense.linear_vjp(cache.s1, p["W1"], p["b1"], g_raw)
-        g_z1 = activations.shifted_softplus_vjp(cache.z1, g_s1, k.shift, k.softplus_threshold)
-        g_e, gW0, gb0 = dense.linear_vjp(cache.e, p["W0"], p["b0"], g_z1)
-        # e = gaussian_rbf(d): only edges inside the cutoff carry a cotangent (C = 0 beyond)
-        inside = cache.d < self.cutoff
-        g_d[inside] += radial.gaussian_rbf_vjp(
-            cache.d[inside], np.asarray(k.offsets), k.gamma, g_e[inside]
-        )
-        # d = |edge_vec| ; edge_vec = x_j - x_i
-        g_vec = geometry.edge_length_vjp(cache.edge_vec, g_d, name="pos")
+        if kern is None:
+            # agg = sum_j (w_raw c) * y_j
+            g_y, g_raw, g_c = edge_filters.filter_aggregate_vjp(
+                graph, cache.y, cache.w_raw, cache.c, g_agg, backend=self.backend)
+            # y = f W_in
+            g_f, gW_in, _ = dense.linear_vjp(cache.f, params["W_in"], None, g_y)
+            # c = C(d)
+            g_d = radial.cosine_cutoff_vjp(cache.d, self.cutoff, g_c)
+            # w_raw = s1 W1 + b1 ; s1 = ssp(z1) ; z1 = e W0 + b0
+            g_s1, gW1, gb1 = dense.linear_vjp(cache.s1, p["W1"], p["b1"], g_raw)
+            g_z1 = activations.shifted_softplus_vjp(cache.z1, g_s1, k.shift,
+                                                    k.softplus_threshold)
+            g_e, gW0, gb0 = dense.linear_vjp(cache.e, p["W0"], p["b0"], g_z1)
+            # e = gaussian_rbf(d): only edges inside the cutoff carry a cotangent (C = 0 beyond)
+            inside = cache.d < self.cutoff
+            g_d[inside] += radial.gaussian_rbf_vjp(cache.d[inside], mu, k.gamma, g_e[inside])
+            # d = |edge_vec| ; edge_vec = x_j - x_i
+            g_vec = geometry.edge_length_vjp(cache.edge_vec, g_d, name="pos")
+            g_pos = edge_filters.edge_vectors_vjp(graph, g_vec, backend=self.backend)
+        else:
+            pairs = cache.pairs
+            # agg = sum_j (w_raw c) * y_j (both edges of a pair add to the pair's row)
+            g_y, g_raw, g_c = kern.filter_aggregate_vjp(graph, cache.y, cache.w_raw, cache.c,
+                                                        g_agg, pairs)
+            # y = f W_in
+            W_in = _f64(params["W_in"])
+            g_f, gW_in = g_y @ W_in.T, cache.f.T @ g_y
+            # c = C(d_r) ; d_r = d, or d at the first edge of every pair
+            d_r = cache.d if pairs is None else cache.d[pairs.first]
+            g_dr = kern.cosine_cutoff_vjp(d_r, self.cutoff, g_c)
+            # w_raw = s1 W1 + b1
+            gW1, gb1 = cache.s1.T @ g_raw, g_raw.sum(axis=0)
+            g_z1 = g_raw @ _f64(p["W1"]).T
+            # s1 = ssp(z1): times the kept derivative, in place
+            g_z1 *= cache.dz1
+            # z1 = e W0 + b0
+            gW0, gb0 = cache.e.T @ g_z1, g_z1.sum(axis=0)
+            g_e = g_z1 @ _f64(p["W0"]).T
+            # e = gaussian_rbf(d_r), from the kept values; edges beyond the cutoff get none
+            g_dr += np.where(d_r < self.cutoff,
+                             kern.gaussian_rbf_vjp(d_r, mu, k.gamma, g_e, cache.e), 0.0)
+            if pairs is None:
+                g_d = g_dr
+            else:  # d_r = d[first]: the pair's distance is differentiated through one edge
+                g_d = np.zeros_like(cache.d)
+                g_d[pairs.first] = g_dr
+            # d = |edge_vec| ; edge_vec = x_j - x_i
+            g_vec = geometry.edge_length_vjp(cache.edge_vec, g_d, name="pos")
+            g_pos = kern.edge_vectors_vjp(graph, g_vec)
         grads = {
             "W_in": gW_in,
             "filter": {"W0": gW0, "b0": gb0, "W1": gW1, "b1": gb1},
             "W_out": gW_out,
             "b_out": gb_out,
         }
-        return grads, (g_f, edge_vectors_vjp(graph, g_vec))
+        return grads, (g_f, g_pos)
+
+
+def _f64(a) -> np.ndarray:
+    return np.asarray(a, dtype=np.float64)
 
 
 # --- interaction block ------------------------------------------------------------------------
@@ -260,7 +327,7 @@ class SchNetInteraction(Block):
         pos = _positions(pos, graph, 3)
         k = self.conv.consts
         u, conv_cache = self.conv.forward(params["conv"], graph, h, pos)
-        s = activations.shifted_softplus(u, k.shift, k.softplus_threshold)
+        s = activations.shifted_softplus(u, k.shift, k.softplus_threshold, backend=self.backend)
         v = dense.linear(s, params["W"], params["b"])
         return v, SchNetInteractionCache(conv_cache, u, s)
 
@@ -271,7 +338,8 @@ class SchNetInteraction(Block):
         # v = s W + b
         g_s, gW, gb = dense.linear_vjp(cache.s, params["W"], params["b"], g)
         # s = ssp(u)
-        g_u = activations.shifted_softplus_vjp(cache.u, g_s, k.shift, k.softplus_threshold)
+        g_u = activations.shifted_softplus_vjp(cache.u, g_s, k.shift, k.softplus_threshold,
+                                               backend=self.backend)
         # u = CFConv(h, pos)
         g_conv, (g_h, g_pos) = self.conv.backward(params["conv"], cache.conv, g_u)
         return {"conv": g_conv, "W": gW, "b": gb}, (g_h, g_pos)

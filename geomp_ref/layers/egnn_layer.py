@@ -87,6 +87,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import backends as _backends
 from .._validate import (
     as_rng,
     check_bool,
@@ -100,8 +101,8 @@ from .._validate import (
     node_array,
     positions,
 )
-from ..graph import edge_vectors, edge_vectors_vjp
-from ..ops import activations, geometry, scatter
+from ..graph import edge_vectors
+from ..ops import activations, edge_filters, geometry, scatter
 from .base import Block, check_backend, check_optional, check_params, check_real
 from .egnn_parts import (
     FLAVOUR_DEFAULT,
@@ -285,13 +286,15 @@ class EGNNLayer(Block):
         H, act = self.hidden, self.activation
         d_e = 2 * self.in_features + 1 + self.edge_features
         d_h = self.in_features + H + self.node_attr_features
-        set_(self, "phi_e", MLP((d_e, self.edge_hidden, H), act, activate_last=True))
-        set_(self, "phi_h", MLP((d_h, self.node_hidden, self.out_features), act))
-        set_(self, "phi_x", MLP((H, self.coord_hidden, 1), act, bias=(True, self.coord_bias))
-             if self.update_coords else None)
-        set_(self, "phi_inf",
-             MLP((H, 1), "sigmoid", activate_last=True) if self.attention else None)
-        set_(self, "phi_v", MLP((self.in_features, H, 1), act) if self.velocity else None)
+        be = self.backend  # the MLPs' activations run on the layer's backend too
+        set_(self, "phi_e", MLP((d_e, self.edge_hidden, H), act, activate_last=True, backend=be))
+        set_(self, "phi_h", MLP((d_h, self.node_hidden, self.out_features), act, backend=be))
+        set_(self, "phi_x", MLP((H, self.coord_hidden, 1), act, bias=(True, self.coord_bias),
+                                backend=be) if self.update_coords else None)
+        set_(self, "phi_inf", MLP((H, 1), "sigmoid", activate_last=True, backend=be)
+             if self.attention else None)
+        set_(self, "phi_v", MLP((self.in_features, H, 1), act, backend=be)
+             if self.velocity else None)
 
     def _children(self):
         names = ("phi_e", "phi_h", "phi_x", "phi_inf", "phi_v")  # init draws in this order
@@ -334,8 +337,14 @@ class EGNNLayer(Block):
         src, dst = graph.src, graph.dst
         diff = -edge_vectors(graph, x)  # x_i - x_j: EGNN's sign is opposite to edge_vec
         r = geometry.edge_sqlength(diff, name="x")  # raises where |x_i - x_j|^2 overflows
-        parts = [h[dst], h[src], r[:, None]] + ([edge_attr] if edge_attr is not None else [])
-        m, c_e = self.phi_e.forward(params["phi_e"], np.concatenate(parts, axis=1))
+        edge_in = None
+        if self.backend == "numpy":
+            parts = [h[dst], h[src], r[:, None]] + ([edge_attr] if edge_attr is not None else [])
+            m, c_e = self.phi_e.forward(params["phi_e"], np.concatenate(parts, axis=1))
+        else:
+            m, c_e = self.phi_e.forward_from_first(
+                params["phi_e"], self._first_product(params, graph, h, r, edge_attr))
+            edge_in = (r, edge_attr)
         c_att = None
         if self.attention:
             att, c_inf = self.phi_inf.forward(params["phi_inf"], m)
@@ -373,8 +382,50 @@ class EGNNLayer(Block):
         node_in = [h, agg_m] + ([node_attr] if node_attr is not None else [])
         dh, c_h = self.phi_h.forward(params["phi_h"], np.concatenate(node_in, axis=1))
         h_new = h + dh if self.residual else dh
-        cache = EGNNLayerCache(graph, h, diff, c_e, c_att, m, c_x, c_v, c_h)
+        cache = EGNNLayerCache(graph, h, diff, c_e, c_att, m, c_x, c_v, c_h, edge_in)
         return (h_new, x_new), cache
+
+    def _first_product(self, params, graph, h, r, edge_attr):
+        r"""``[h_i, h_j, r, a] W0`` without forming the (E, 2H + 1 + A) edge input.
+
+        Split by rows of :math:`W_0`: :math:`(h W_0^{(i)})_{dst} + (h W_0^{(j)})_{src} +
+        r\,w_0^{(r)} + a W_0^{(a)}`, two node-sized products instead of an edge-sized one
+        (E / N times fewer operations). The sums are rounded in another order than the
+        concatenated product's, so the result agrees with the NumPy path to rounding, not bit
+        for bit; the NumPy backend keeps the literal form.
+        """
+        H = self.in_features
+        W0 = np.asarray(params["phi_e"]["W0"], dtype=np.float64)
+        a, b = h @ W0[:H], h @ W0[H:2 * H]
+        be = _backends.get(self.backend)
+        if hasattr(be, "edge_pair_sum"):  # one fused pass, same rounding
+            z0 = be.edge_pair_sum(graph, a, b, r, W0[2 * H])
+        else:
+            z0 = a[graph.dst]
+            z0 += b[graph.src]
+            z0 += r[:, None] * W0[2 * H]
+        if edge_attr is not None:
+            z0 += edge_attr @ W0[2 * H + 1:]
+        return z0
+
+    def _first_product_vjp(self, params, cache, g_z0):
+        """``(grad_W0, grad_h, grad_r, grad_a)`` of :meth:`_first_product` (the rows of ``W0``
+        reverse as the concatenated product would; the edge sums become node sums first)."""
+        graph, h, H = cache.graph, cache.h, self.in_features
+        r, edge_attr = cache.edge_in
+        W0 = np.asarray(params["phi_e"]["W0"], dtype=np.float64)
+        g_dst = scatter.aggregate(graph, g_z0, backend=self.backend)  # sum over edges into i
+        g_src = scatter.aggregate(graph.reverse(), g_z0, backend=self.backend)  # out of j
+        g_W0 = np.empty_like(W0)
+        g_W0[:H] = h.T @ g_dst
+        g_W0[H:2 * H] = h.T @ g_src
+        g_W0[2 * H] = r @ g_z0
+        g_a = None
+        if edge_attr is not None:
+            g_W0[2 * H + 1:] = edge_attr.T @ g_z0
+            g_a = g_z0 @ W0[2 * H + 1:].T
+        g_h = g_dst @ W0[:H].T + g_src @ W0[H:2 * H].T
+        return g_W0, g_h, g_z0 @ W0[2 * H], g_a
 
     def _scaled(self, params, u):
         """The direction times the learned scale (``u`` itself when there is none)."""
@@ -450,18 +501,28 @@ class EGNNLayer(Block):
                                                               g_att)
             g_m = g_m * c_att.att + g_mi
         # m_raw = phi_e([h_i, h_j, r, a])
-        grads["phi_e"], (g_e,) = self.phi_e.backward(params["phi_e"], cache.phi_e, g_m)
-        g_h += scatter.scatter_sum(g_e[:, :H], dst, N, backend=self.backend)  # h_i = h[dst]
-        g_h += scatter.scatter_sum(g_e[:, H:2 * H], src, N, backend=self.backend)  # h_j = h[src]
-        g_a = g_e[:, 2 * H + 1:] if self.edge_features else None
+        if cache.edge_in is None:
+            grads["phi_e"], (g_e,) = self.phi_e.backward(params["phi_e"], cache.phi_e, g_m)
+            # h_i = h[dst], h_j = h[src]: sums at receivers and senders (the graph's own CSR
+            # orders)
+            g_h += scatter.aggregate(graph, g_e[:, :H], backend=self.backend)
+            g_h += scatter.aggregate(graph.reverse(), g_e[:, H:2 * H], backend=self.backend)
+            g_a = g_e[:, 2 * H + 1:] if self.edge_features else None
+            g_r = g_e[:, 2 * H]
+        else:
+            rest, g_z0 = self.phi_e.backward_to_first(params["phi_e"], cache.phi_e, g_m)
+            g_W0, g_he, g_r, g_a = self._first_product_vjp(params, cache, g_z0)
+            grads["phi_e"] = {k: g_W0 if k == "W0" else rest[k]
+                              for k in self.phi_e.param_shapes()}
+            g_h += g_he
         # r = |diff|^2
-        g_diff += geometry.edge_sqlength_vjp(cache.diff, g_e[:, 2 * H], name="x")
+        g_diff += geometry.edge_sqlength_vjp(cache.diff, g_r, name="x")
         # diff = -edge_vec; on a self-loop diff = x_i - x_i is 0 whatever x is, so its VJP is
         # exactly 0 (adding and removing its cotangent, e.g. I/eps times g_u, would only leave
         # rounding behind)
         loops = src == dst
         if np.any(loops):
             g_diff[loops] = 0.0
-        g_x += edge_vectors_vjp(graph, -g_diff)
+        g_x += edge_filters.edge_vectors_vjp(graph, -g_diff, backend=self.backend)
         return grads, (g_h, g_x, g_v, g_a, g_na)
 

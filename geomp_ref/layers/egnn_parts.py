@@ -70,6 +70,9 @@ class EGNNLayerCache(NamedTuple):
     coord: EGNNCoordCache | None  # None when update_coords=False
     velocity: EGNNVelocityCache | None  # None when velocity=False
     phi_h: MLPCache
+    # (r, edge_attr) when the edge network's first product was split by node (non-numpy
+    # backends, see EGNNLayer); None when it ran on the concatenated edge input
+    edge_in: tuple | None = None
 
 
 def direction(diff: np.ndarray, eps: float, mode: str):

@@ -117,10 +117,11 @@ class GCL(Block):
                 f"{self.out_features} != {self.in_features}"
             )
         check_backend(self.backend, "GCL")
-        C, H, act = self.in_features, self.hidden, self.activation
-        set_(self, "phi_e", MLP((2 * C + self.edge_features, H, H), act, True, self.bias))
-        set_(self, "phi_att", MLP((C, H, 1), act, False, self.bias) if self.attention else None)
-        set_(self, "phi_h", MLP((C + H, H, self.out_features), act, False, self.bias))
+        C, H, act, be = self.in_features, self.hidden, self.activation, self.backend
+        set_(self, "phi_e", MLP((2 * C + self.edge_features, H, H), act, True, self.bias, be))
+        set_(self, "phi_att",
+             MLP((C, H, 1), act, False, self.bias, be) if self.attention else None)
+        set_(self, "phi_h", MLP((C + H, H, self.out_features), act, False, self.bias, be))
 
     def _children(self):
         names = ("phi_e", "phi_att", "phi_h")
@@ -175,11 +176,12 @@ class GCL(Block):
             grads["phi_att"], (g_abs,) = self.phi_att.backward(params["phi_att"], c.phi_att,
                                                                g_logit)
             g_diff = g_abs * np.sign(c.diff)
-            g_h += scatter.scatter_sum(g_diff, graph.dst, N, backend=self.backend)
-            g_h -= scatter.scatter_sum(g_diff, graph.src, N, backend=self.backend)
+            g_h += scatter.aggregate(graph, g_diff, backend=self.backend)  # at receivers
+            g_h -= scatter.aggregate(graph.reverse(), g_diff, backend=self.backend)  # senders
         # m_raw = phi_e([h_i, h_j, a])
         grads["phi_e"], (g_e,) = self.phi_e.backward(params["phi_e"], cache.phi_e, g_m)
-        g_h += scatter.scatter_sum(g_e[:, :C], graph.dst, N, backend=self.backend)
-        g_h += scatter.scatter_sum(g_e[:, C:2 * C], graph.src, N, backend=self.backend)
+        # h_i = h[dst], h_j = h[src]: sums at receivers and senders (the graph's own CSR orders)
+        g_h += scatter.aggregate(graph, g_e[:, :C], backend=self.backend)
+        g_h += scatter.aggregate(graph.reverse(), g_e[:, C:2 * C], backend=self.backend)
         g_a = g_e[:, 2 * C:] if self.edge_features else None
         return grads, (g_h, g_a)

@@ -30,6 +30,7 @@ kernel params live under ``params["kernel"]``.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -48,9 +49,15 @@ from .._validate import (
     grad_out,
 )
 from ..ops import activations, radial
-from .base import Block
+from .base import Block, check_backend
 from .bspline import BSplineKernel, BSplineKernelCache, cardinal_bspline
 from .mlp import MLP, MLPCache
+from .tfn_radial import (
+    gaussian_embedding,
+    gaussian_embedding_vjp,
+    smooth_cutoff,
+    smooth_cutoff_vjp,
+)
 
 __all__ = [
     "BSplineKernel",
@@ -63,6 +70,7 @@ __all__ = [
     "check_kernel",
     "is_kernel_spec",
     "resolve_kernel",
+    "with_backend",
 ]
 
 KERNEL_SPECS: tuple = ()  # filled at the end of the module
@@ -118,6 +126,9 @@ class MLPKernel(Block):
         Apply the activation after the last layer too (LieConv's ``WeightNet`` does).
     bias : bool
         Affine layers (default) or linear ones.
+    backend : str
+        Backend of the network's activations (:class:`~geomp_ref.layers.mlp.MLP`); a layer
+        holding the kernel sets it to its own backend.
 
     Params are the network's: ``{"W0": (in_dim, h0), "b0": (h0,), ..., "W<L>": (h_last,
     out_dim), "b<L>": (out_dim,)}``, weights stored (in, out), initialised like
@@ -130,6 +141,7 @@ class MLPKernel(Block):
     activation: str = "silu"
     activate_last: bool = False
     bias: bool = True
+    backend: str = "numpy"
 
     def __post_init__(self):
         check_int(self.in_dim, "MLPKernel.in_dim", minimum=1)
@@ -139,7 +151,9 @@ class MLPKernel(Block):
         check_bool(self.activate_last, "MLPKernel.activate_last")
         check_bool(self.bias, "MLPKernel.bias")
         sizes = (int(self.in_dim), *self.hidden, int(self.out_dim))
-        object.__setattr__(self, "_net", MLP(sizes, self.activation, self.activate_last, self.bias))
+        check_backend(self.backend, "MLPKernel")
+        object.__setattr__(self, "_net", MLP(sizes, self.activation, self.activate_last, self.bias,
+                                             self.backend))
 
     def param_shapes(self) -> dict:
         return _mlp_shapes(self._net.sizes, self.bias)
@@ -171,15 +185,18 @@ class RadialKernelCache(NamedTuple):
     c: np.ndarray  # (M,) cutoff envelope
     net: MLPCache
     k: np.ndarray  # (M, out_dim)
+    k_raw: np.ndarray | None = None  # (M, out_dim) MLP(e) before the envelope ("output" mode)
 
 
-_BASES = ("gaussian", "bessel")
-_ENVELOPES = ("cosine", "polynomial", "none")
+_BASES = ("gaussian", "e3nn_gaussian", "bessel")
+_ENVELOPES = ("cosine", "polynomial", "smooth", "none")
+_ENVELOPE_AT = ("input", "output")
 
 
 @dataclass(frozen=True)
 class RadialKernel(Block):
-    r"""Kernel of a distance: :math:`k(d) = \mathrm{MLP}\big(e(d)\, C(d)\big)` (``in_dim = 1``).
+    r"""Kernel of a distance: :math:`k(d) = \mathrm{MLP}\big(e(d)\, C(d)\big)` (``in_dim = 1``), or
+    :math:`\mathrm{MLP}(e(d))\, C(d)` with ``envelope_at="output"``.
 
     Parameters
     ----------
@@ -188,10 +205,13 @@ class RadialKernel(Block):
         Number of radial functions :math:`e_1 .. e_B`.
     cutoff : float
         The radius c of the basis and of the envelope.
-    basis : {"gaussian", "bessel"}
+    basis : {"gaussian", "e3nn_gaussian", "bessel"}
         ``"gaussian"``: :math:`\exp(-\gamma (d - \mu_b)^2)` with centres ``linspace(0, c, B)``
         and :math:`\gamma = 1/(2\Delta^2)`, :math:`\Delta` the centre spacing (SchNet; needs
-        ``B >= 2``); ``"bessel"``: :math:`\sqrt{2/c}\, \sin(b\pi d/c)/d` (DimeNet).
+        ``B >= 2``); ``"e3nn_gaussian"``: e3nn's
+        :math:`\tfrac{\sqrt B}{1.12} \exp(-((d - \mu_b)/\Delta)^2)` on the same centres (the
+        radial embedding of TFN's convolution, :func:`geomp_ref.layers.tfn.gaussian_embedding`;
+        needs ``B >= 2``); ``"bessel"``: :math:`\sqrt{2/c}\, \sin(b\pi d/c)/d` (DimeNet).
     hidden : tuple of int
         Hidden widths of the network ``B -> hidden -> out_dim``.
     activation : str
@@ -199,9 +219,16 @@ class RadialKernel(Block):
     bias : bool
         With ``bias=False``, an activation with :math:`\sigma(0) = 0` and an envelope, the kernel
         vanishes at and beyond the cutoff; with biases it tends to ``MLP(0)`` there.
-    envelope : {"cosine", "polynomial", "none"}
+    envelope : {"cosine", "polynomial", "smooth", "none"}
         :math:`C(d)`: :math:`\tfrac12(\cos(\pi d/c) + 1)` below c, the DimeNet polynomial of
-        order 6, or 1.
+        order 6, e3nn's smooth cutoff :math:`\phi(d/c)` (1 up to :math:`c/2`, then
+        :math:`\tfrac12(1 - \cos(2\pi(d/c - 1)))`, 0 from c on;
+        :func:`geomp_ref.layers.tfn.smooth_cutoff`), or 1.
+    envelope_at : {"input", "output"}
+        Where :math:`C` multiplies: the basis before the network (``"input"``, the default) or the
+        network's output (``"output"``: SchNet's filter :math:`W(d) = \mathrm{MLP}(e(d))\,C(d)`
+        and TFN's :math:`\phi(r/r_{max})\,R(e(r))`, which is what makes CFConv and a scalar
+        TFNConv point convolutions with this kernel; see ``derivations/special_cases.py``).
 
     ``coords`` are distances, shape (M, 1), each ``>= 0``. Params: the network's, as
     :class:`MLPKernel`.
@@ -216,13 +243,14 @@ class RadialKernel(Block):
     activate_last: bool = False
     bias: bool = True
     envelope: str = "cosine"
+    envelope_at: str = "input"
 
     in_dim = 1
 
     def __post_init__(self):
         check_int(self.out_dim, "RadialKernel.out_dim", minimum=1)
         check_choice(self.basis, "RadialKernel.basis", _BASES)
-        lo = 2 if self.basis == "gaussian" else 1
+        lo = 1 if self.basis == "bessel" else 2
         check_int(self.num_basis, "RadialKernel.num_basis", minimum=lo)
         object.__setattr__(self, "cutoff", check_positive(self.cutoff, "RadialKernel.cutoff"))
         object.__setattr__(self, "hidden", _hidden(self.hidden, "RadialKernel.hidden"))
@@ -230,6 +258,7 @@ class RadialKernel(Block):
         check_bool(self.activate_last, "RadialKernel.activate_last")
         check_bool(self.bias, "RadialKernel.bias")
         check_choice(self.envelope, "RadialKernel.envelope", _ENVELOPES)
+        check_choice(self.envelope_at, "RadialKernel.envelope_at", _ENVELOPE_AT)
         sizes = (int(self.num_basis), *self.hidden, int(self.out_dim))
         object.__setattr__(self, "_net", MLP(sizes, self.activation, self.activate_last, self.bias))
 
@@ -244,12 +273,16 @@ class RadialKernel(Block):
         if self.basis == "gaussian":
             mu, gamma = radial.gaussian_centers(0.0, self.cutoff, self.num_basis)
             return radial.gaussian_rbf(d, mu, gamma)
+        if self.basis == "e3nn_gaussian":
+            return gaussian_embedding(d, self.cutoff, self.num_basis)
         return radial.bessel_rbf(d, self.num_basis, self.cutoff)
 
     def _basis_vjp(self, d, g):
         if self.basis == "gaussian":
             mu, gamma = radial.gaussian_centers(0.0, self.cutoff, self.num_basis)
             return radial.gaussian_rbf_vjp(d, mu, gamma, g)
+        if self.basis == "e3nn_gaussian":
+            return gaussian_embedding_vjp(d, self.cutoff, self.num_basis, g)
         return radial.bessel_rbf_vjp(d, self.num_basis, self.cutoff, g)
 
     def _envelope(self, d):
@@ -257,6 +290,8 @@ class RadialKernel(Block):
             return radial.cosine_cutoff(d, self.cutoff)
         if self.envelope == "polynomial":
             return radial.polynomial_cutoff(d, self.cutoff)
+        if self.envelope == "smooth":
+            return smooth_cutoff(d / self.cutoff)
         return np.ones_like(d)
 
     def _envelope_vjp(self, d, g):
@@ -264,6 +299,8 @@ class RadialKernel(Block):
             return radial.cosine_cutoff_vjp(d, self.cutoff, g)
         if self.envelope == "polynomial":
             return radial.polynomial_cutoff_vjp(d, self.cutoff, g)
+        if self.envelope == "smooth":
+            return smooth_cutoff_vjp(d / self.cutoff, g) / self.cutoff
         return np.zeros_like(d)
 
     def forward(self, params, coords):
@@ -275,14 +312,21 @@ class RadialKernel(Block):
                 f"coords of RadialKernel must be distances >= 0; got {d.min():.3g} at row "
                 f"{int(np.argmin(d))}"
             )
-        e = self._basis(d)
+        with np.errstate(over="ignore"):  # (d - mu)^2 = inf for huge d: exp(-inf) = 0, exact
+            e = self._basis(d)
         c = self._envelope(d)
+        if self.envelope_at == "output":
+            k_raw, net = self._net.forward(params, e)
+            k = k_raw * c[:, None]
+            return k, RadialKernelCache(d, e, c, net, k, k_raw)
         k, net = self._net.forward(params, e * c[:, None])
         return k, RadialKernelCache(d, e, c, net, k)
 
     def backward(self, params, cache, grad_out_):
         check_cache(cache, RadialKernelCache, "RadialKernel")
         g = grad_out(grad_out_, cache.k.shape, "RadialKernel")
+        if self.envelope_at == "output":
+            return self._backward_output(params, cache, g)
         # reverses k = MLP(e * c)
         grads, (g_x,) = self._net.backward(params, cache.net, g)
         # reverses the product e * c
@@ -290,6 +334,23 @@ class RadialKernel(Block):
         g_c = np.sum(g_x * cache.e, axis=1)
         # reverses c = C(d) and e = basis(d)
         g_d = self._envelope_vjp(cache.d, g_c) + self._basis_vjp(cache.d, g_e)
+        return grads, (g_d[:, None],)
+
+    def _backward_output(self, params, cache, g):
+        """Backward of ``k = MLP(e) * c`` (``envelope_at="output"``)."""
+        if cache.k_raw is None:
+            raise ValueError("RadialKernel.backward: the cache has no k_raw; it does not come from "
+                             "forward with envelope_at='output'")
+        # reverses k = k_raw * c
+        g_raw = g * cache.c[:, None]
+        g_c = np.sum(g * cache.k_raw, axis=1)
+        # reverses k_raw = MLP(e)
+        grads, (g_e,) = self._net.backward(params, cache.net, g_raw)
+        # reverses c = C(d) and e = basis(d); where the envelope is 0 the basis gets no
+        # cotangent, so a Gaussian's 0 * inf far beyond the cutoff never forms a NaN
+        g_d = self._envelope_vjp(cache.d, g_c)
+        live = cache.c != 0.0
+        g_d[live] += self._basis_vjp(cache.d[live], g_e[live])
         return grads, (g_d[:, None],)
 
 
@@ -320,6 +381,16 @@ def check_kernel(kernel, name: str, *, in_dim: int | None = None, out_dim: int |
 #: a layer's historical kernel options -> the MLPKernel field each one sets
 _MLP_OPTIONS = {"kernel_hidden": "hidden", "kernel_channels": "out_dim",
                 "activation": "activation", "activate_last": "activate_last"}
+
+
+def with_backend(spec, backend: str):
+    """``spec`` with its activations on ``backend`` (kernels without a ``backend`` field as is).
+
+    Layers call this on their kernel so that one ``backend`` field drives the whole layer; the
+    kernel's values do not depend on it (the backends agree to rounding)."""
+    if getattr(spec, "backend", backend) == backend:
+        return spec
+    return dataclasses.replace(spec, backend=backend)
 
 
 def resolve_kernel(owner: str, kernel, options: dict, defaults: dict, *, in_dim: int | None,

@@ -19,7 +19,7 @@ LieConv's ``WeightNet``) and the K kernel channels are contracted with the featu
 map ``W`` of shape (K C_in, C_out) (LieConv's "PointConv trick").
 
 Kernel input ``a_ij`` (``kernel_input``)
----------------------------------------
+----------------------------------------
 ``"log"`` (default)
     :math:`a_{ij} = \xi_{ij} = \mathrm{Log}(g_i^{-1} g_j)`, translation part first (the
     library's convention; for pure translations :math:`\xi = (x_j - x_i, 0)`, the sign of
@@ -97,7 +97,7 @@ from ..graph import Graph
 from ..lie import _generic, se2, se3
 from ..ops import dense, scatter
 from .base import Block, check_backend, check_optional
-from .kernels import resolve_kernel
+from .kernels import resolve_kernel, with_backend
 
 __all__ = ["LieConv", "LieConvCache"]
 
@@ -172,7 +172,7 @@ class LieConv(Block):
             in_dim=None if self.kernel_input == "given" else self.algebra_dim,
             default_in_dim=self.algebra_dim,
         )
-        object.__setattr__(self, "kernel", spec)
+        object.__setattr__(self, "kernel", with_backend(spec, self.backend))  # one backend field
         if self.kernel_hidden is not None:
             object.__setattr__(self, "kernel_hidden", tuple(self.kernel_hidden))
 

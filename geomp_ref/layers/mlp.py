@@ -10,6 +10,12 @@ with weights stored (in, out) (``W_k = torch_linear.weight.T``). Backward (rever
 :math:`\bar W_k = h^{(k)T} \bar z^{(k)}`,
 :math:`\bar b_k = \sum \bar z^{(k)}`, :math:`\bar h^{(k)} = \bar z^{(k)} W_k^T`.
 Proof: ``derivations/dense_activations.py``.
+
+Backends: with ``backend="numpy"`` the activations and their VJPs are the reference functions of
+:mod:`geomp_ref.ops.activations`. With another backend each hidden layer runs the matrix product
+without its bias, then one fused pass (:func:`geomp_ref.ops.activations.activate`) adds the bias
+and evaluates :math:`\sigma(z)` and :math:`\sigma'(z)`; the cache keeps :math:`\sigma'(z)` and
+the backward multiplies by it instead of re-evaluating the activation.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import backends as _backends
 from .._validate import (
     as_float64,
     as_rng,
@@ -29,8 +36,8 @@ from .._validate import (
     check_int,
 )
 from .._validate import grad_out as _grad_out
-from ..ops import activations, dense
-from .base import Block, check_params
+from ..ops import activations
+from .base import Block, check_backend, check_params
 
 __all__ = ["MLP", "MLPCache"]
 
@@ -38,6 +45,7 @@ __all__ = ["MLP", "MLPCache"]
 class MLPCache(NamedTuple):
     h: tuple  # input of every linear layer, h[0] = x
     z: tuple  # pre-activation of every linear layer
+    dz: tuple | None = None  # sigma'(z) of every activated layer (None elsewhere); non-numpy only
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,8 @@ class MLP(Block):
     bias : bool or tuple of bool
         Affine layers (``True``) or linear ones; a tuple gives one flag per layer (e.g.
         ``(True, False)`` for a last layer without bias, as EGNN's coordinate network).
+    backend : str
+        Backend of the activations (see the module docstring); default ``"numpy"``.
 
     Params: ``{"W0": (sizes[0], sizes[1]), "b0": (sizes[1],), "W1": ..., ...}`` (``b<k>`` only
     where layer k has a bias). :meth:`init` draws like ``torch.nn.Linear``:
@@ -68,6 +78,7 @@ class MLP(Block):
     activation: str = "silu"
     activate_last: bool = False
     bias: object = True
+    backend: str = "numpy"
 
     def __post_init__(self):
         if not isinstance(self.sizes, (tuple, list)) or len(self.sizes) < 2:
@@ -89,6 +100,7 @@ class MLP(Block):
         else:
             flags = (check_bool(self.bias, "MLP.bias"),) * n
         object.__setattr__(self, "_biases", flags)
+        check_backend(self.backend, "MLP")
 
     @property
     def num_layers(self) -> int:
@@ -118,31 +130,99 @@ class MLP(Block):
         x = as_float64(x, "x")
         if x.ndim == 0 or x.shape[-1] != self.sizes[0]:
             raise ValueError(f"x must have shape (..., {self.sizes[0]}) for MLP; got {x.shape}")
+        return self._run(params, x, None)
+
+    def forward_from_first(self, params, z0):
+        """:meth:`forward` given the first product ``z0 = x W0`` (bias not added), shape
+        (..., sizes[1]).
+
+        For a block that forms ``x W0`` more cheaply than the product itself (EGNN's edge network
+        on concatenated node features: two node-sized products and gathers instead of one
+        edge-sized product). The cache holds no input; :meth:`backward_to_first` is its backward.
+        """
+        check_params(params, self.param_shapes(), "MLP", exact=True)
+        z0 = as_float64(z0, "z0")
+        if z0.ndim == 0 or z0.shape[-1] != self.sizes[1]:
+            raise ValueError(f"z0 must have shape (..., {self.sizes[1]}) for MLP; got {z0.shape}")
+        return self._run(params, None, np.array(z0, dtype=np.float64, copy=True))
+
+    def _run(self, params, x, z0):
+        fused = self.backend != "numpy"
         act, _ = activations.get(self.activation)
-        hs, zs = [x], []
+        be = _backends.get(self.backend) if fused else None
+        hs, zs, ds = [x], [], []
         h = x
         for k in range(self.num_layers):
-            z = dense.linear(h, params[f"W{k}"], params.get(f"b{k}"))
-            zs.append(z)
+            W = np.asarray(params[f"W{k}"], dtype=np.float64)
+            b = params.get(f"b{k}") if self._biases[k] else None
+            b = None if b is None else np.asarray(b, dtype=np.float64)
             last = k == self.num_layers - 1
-            h = act(z) if (not last or self.activate_last) else z
+            activated = not last or self.activate_last
+            # params and x were checked by the caller: no second validation
+            z = z0 if (k == 0 and z0 is not None) else _product(h, W)
+            if activated and fused and hasattr(be, "activation_with_grad"):
+                z, h, dz = be.activation_with_grad(self.activation, z, b, overwrite=True)
+            else:
+                if b is not None:
+                    z += b  # in place: the product is a fresh array (same rounding as z + b)
+                dz = None
+                h = act(z) if activated else z
+                if activated and fused:
+                    dz = activations.derivative(self.activation, z)
+            zs.append(z)
+            ds.append(dz)
             if not last:
                 hs.append(h)
-        return h, MLPCache(tuple(hs), tuple(zs))
+        return h, MLPCache(tuple(hs), tuple(zs), tuple(ds) if fused else None)
 
     def backward(self, params, cache: MLPCache, grad_out):
         check_cache(cache, MLPCache, "MLP")
+        if cache.h[0] is None:
+            raise ValueError("MLP.backward: this cache comes from forward_from_first; use "
+                             "backward_to_first")
+        return self._back(params, cache, grad_out, first=False)
+
+    def backward_to_first(self, params, cache: MLPCache, grad_out):
+        """Backward of :meth:`forward_from_first`: ``(grads, grad_z0)``; ``grads`` has every
+        parameter but ``W0`` (whose gradient needs the caller's input)."""
+        check_cache(cache, MLPCache, "MLP")
+        return self._back(params, cache, grad_out, first=True)
+
+    def _back(self, params, cache: MLPCache, grad_out, first: bool):
         g = _grad_out(grad_out, cache.z[-1].shape, "MLP")
         _, act_vjp = activations.get(self.activation)
         grads = {}
+        owned = False  # g is the caller's array until a product replaces it
         for k in reversed(range(self.num_layers)):
             last = k == self.num_layers - 1
             if not last or self.activate_last:
-                g = act_vjp(cache.z[k], g)  # reverses h = act(z)
-            b = params.get(f"b{k}") if self._biases[k] else None
-            gx, gW, gb = dense.linear_vjp(cache.h[k], params[f"W{k}"], b, g)
-            grads[f"W{k}"] = gW
+                # reverses h = act(z): the forward's sigma'(z) where it was kept
+                if cache.dz is None:
+                    g = act_vjp(cache.z[k], g)
+                elif owned:
+                    g *= cache.dz[k]  # same rounding as g * dz, without a temporary
+                else:
+                    g = g * cache.dz[k]
+            g2 = g.reshape(-1, g.shape[-1])
+            if not (first and k == 0):
+                x = cache.h[k]
+                grads[f"W{k}"] = x.reshape(-1, x.shape[-1]).T @ g2  # reverses z = h @ W + b
             if self._biases[k]:
-                grads[f"b{k}"] = gb
-            g = gx  # reverses z = h @ W + b
+                grads[f"b{k}"] = g2.sum(axis=0)
+            if first and k == 0:
+                return grads, (g if g is not grad_out else g.copy())
+            g = _product(g, np.asarray(params[f"W{k}"], dtype=np.float64).T)
+            owned = True
         return grads, (g,)
+
+
+def _product(x, W):
+    """``x @ W``; an outer product (``W`` with one row) as a broadcast multiplication.
+
+    With one row each entry is a single rounded product either way (bit-identical), but
+    OpenBLAS takes 3-10x longer for such a rank-1 product than one multiplication pass (measured
+    on the dev box for EGNN's (E, 1) x (1, 64) coordinate-network gradient).
+    """
+    if W.shape[0] == 1 and x.ndim >= 1 and x.shape[-1] == 1:
+        return x * W[0]
+    return x @ W

@@ -326,7 +326,8 @@ class DistanceMPNN(_PairMPNN):
     (E(n)-invariant).
 
     ``forward(params, graph, f, pos) -> f_out`` of shape (N, out_channels). Raises ``ValueError``
-    naming ``pos`` when a squared distance exceeds the float64 range (|x_j - x_i| above ~1.3e154).
+    naming ``pos`` when a squared distance exceeds the float64 range (``|x_j - x_i|`` above
+    ~1.3e154).
     """
 
     def _attr_dim(self):

@@ -20,7 +20,7 @@ Symmetry: the relative kernel sees :math:`x_j - x_i`, which is translation-invar
 with the input, so the layer is only T(3)-equivariant (case group ``"T3"``; rotation tests must
 *fail* by far). The distance kernel is E(3)-invariant.
 
-Sign convention: :math:`x_j - x_i` (sender minus receiver, README "Conventions"). The PointConv
+Sign convention: :math:`x_j - x_i` (sender minus receiver, ``docs/conventions.rst``). The PointConv
 of mfinzi/LieConv feeds ``query - neighbour`` :math:`= x_i - x_j` to its kernel, so its kernel
 corresponds to ours composed with :math:`a \mapsto -a` (negate the first layer's weights).
 
@@ -57,7 +57,7 @@ from .._validate import (
 from ..graph import Graph, edge_vectors, edge_vectors_vjp
 from ..ops import dense, geometry, scatter
 from .base import Block, check_backend
-from .kernels import resolve_kernel
+from .kernels import resolve_kernel, with_backend
 
 __all__ = ["PointConv", "PointConvCache"]
 
@@ -127,7 +127,7 @@ class PointConv(Block):
             "PointConv", self.kernel, options, _DEFAULT_KERNEL,
             in_dim=self.dim if self.kernel_input == "relative" else 1, out_dim=self.in_channels,
         )
-        object.__setattr__(self, "kernel", spec)
+        object.__setattr__(self, "kernel", with_backend(spec, self.backend))  # one backend field
         if self.kernel_hidden is not None:
             object.__setattr__(self, "kernel_hidden", tuple(self.kernel_hidden))
 

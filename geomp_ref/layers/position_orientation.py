@@ -35,7 +35,7 @@ as a (C_out, C_in) matrix, row-major; :math:`out = y + b`). ``pool=True`` return
 ``kernel_scale``, ``fiber_scale`` (default 1).
 
 Differences from PONITA's ``FiberBundleConv`` and model (ebekkers/ponita)
-------------------------------------------------------------------------
+-------------------------------------------------------------------------
 * Fibre attribute: PONITA feeds the raw dot product :math:`o_k \cdot o_l`, as here; the paper's
   invariant is the angle :math:`\arccos(o_k \cdot o_l)`.
 * Separable: the spatial kernel uses the same grid index at sender and receiver (PONITA's code

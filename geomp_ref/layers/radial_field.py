@@ -47,8 +47,8 @@ from .._validate import (
     positions,
 )
 from .._validate import grad_out as _grad_out
-from ..graph import Graph, edge_vectors, edge_vectors_vjp
-from ..ops import activations, geometry, scatter
+from ..graph import Graph, edge_vectors
+from ..ops import activations, edge_filters, geometry, scatter
 from .base import Block, check_backend, check_optional, check_params, check_real
 from .mlp import MLP, MLPCache
 
@@ -104,9 +104,9 @@ class RadialFieldLayer(Block):
         check_positive(self.coord_init_gain, "RadialFieldLayer.coord_init_gain")
         check_backend(self.backend, "RadialFieldLayer")
         H, act = self.hidden, self.activation
-        object.__setattr__(self, "phi",
-                           MLP((1 + self.edge_features, H, 1), act, bias=(True, False)))
-        object.__setattr__(self, "phi_v", MLP((1, H, 1), act))
+        object.__setattr__(self, "phi", MLP((1 + self.edge_features, H, 1), act,
+                                            bias=(True, False), backend=self.backend))
+        object.__setattr__(self, "phi_v", MLP((1, H, 1), act, backend=self.backend))
 
     def param_shapes(self) -> dict:
         return {"phi": self.phi.param_shapes(), "phi_v": self.phi_v.param_shapes()}
@@ -160,5 +160,5 @@ class RadialFieldLayer(Block):
         # d = |diff|
         g_diff += geometry.edge_length_vjp(cache.diff, g_in[:, 0], name="x")
         # diff = -edge_vec
-        g_x += edge_vectors_vjp(graph, -g_diff)
+        g_x += edge_filters.edge_vectors_vjp(graph, -g_diff, backend=self.backend)
         return {"phi": g_phi, "phi_v": g_phi_v}, (g_x, g_vn, g_v, g_a)

@@ -68,6 +68,7 @@ import numpy as np
 from .._validate import as_float64, as_rng, check_bool, check_cache, check_choice, check_params
 from .._validate import grad_out as _grad_out
 from ..layers.base import Block
+from . import _tp_grouped
 from ._tp_instructions import (
     MODES,
     Instruction,
@@ -91,14 +92,16 @@ __all__ = [
 
 class TensorProductCache(NamedTuple):
     """Forward locals: inputs as (Z, dim) rows, the weight ``w`` (None without weights), per
-    instruction ``t`` and ``s``, and the batch shape."""
+    instruction ``t`` and ``s`` (or ``y`` on the weights-first path), and the batch shape."""
 
     x1: np.ndarray
     x2: np.ndarray
     w: np.ndarray | None
     ts: tuple  # per instruction: (Z, m2, d1, do) = sum_j C_ijk x2_vj
-    ss: tuple  # per instruction: (Z, m1, m2, do) (uv modes) or (Z, m1, do) (uu modes)
+    ss: tuple  # per instruction: (Z, m1, m2, do) (uv modes) or (Z, m1, do) (uu modes); on the
+    # weights-first path y = x1 W, (Z, d1, m2, mo)
     batch: tuple
+    weights_first: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,7 @@ class TensorProduct(Block):
     path_coefficients: tuple = field(init=False, repr=False, compare=False)
     weight_numel: int = field(init=False, repr=False, compare=False)
     _tables: tuple = field(init=False, repr=False, compare=False)
+    _groups: Any = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         put = object.__setattr__
@@ -212,6 +216,7 @@ class TensorProduct(Block):
             )
             offset += n_w
         put(self, "_tables", tuple(tables))
+        put(self, "_groups", _tp_grouped.plan(ins, self._tables))
 
     def _coefficients(self, b1, b2, bo) -> tuple:
         v1 = self.in1_var or (1.0,) * len(b1)
@@ -314,6 +319,13 @@ class TensorProduct(Block):
         z = x1.shape[0]
         per_sample = w is not None and w.ndim == 2
         out = np.zeros((z, self.irreps_out.dim))
+        if self._groups is not None and w is not None and not per_sample:
+            # every path uvw with a shared weight: contract the multiplicities first, one stacked
+            # matrix product per input block (geomp_ref.o3._tp_grouped)
+            ts, ys = _tp_grouped.forward(self._groups, self._tables, self.path_coefficients, x1,
+                                         x2, w, out)
+            cache = TensorProductCache(x1, x2, w, ts, ys, batch, True)
+            return out.reshape(batch + (self.irreps_out.dim,)), cache
         ts, ss = [], []
         for ins, c_p, tab in zip(self.instructions, self.path_coefficients, self._tables):
             sl1, sl2, slo, (m1, m2, mo), (d1, d2, do), cg, slw, live = tab
@@ -356,11 +368,15 @@ class TensorProduct(Block):
         grad_x1 = np.zeros_like(cache.x1)
         grad_x2 = np.zeros_like(cache.x2)
         grad_w = None if w is None else np.zeros_like(w)
+        if cache.weights_first:
+            # reverses the weights-first evaluation of the forward
+            _tp_grouped.backward(self._groups, self._tables, self.path_coefficients, cache.x1,
+                                 w, cache.ts, cache.ss, g, grad_x1, grad_x2, grad_w)
         for ins, c_p, tab, t, s in zip(
             self.instructions, self.path_coefficients, self._tables, cache.ts, cache.ss
         ):
             sl1, sl2, slo, (m1, m2, mo), (d1, d2, do), cg, slw, live = tab
-            if not live:
+            if not live or cache.weights_first:
                 continue
             mode = ins.connection_mode
             # reverses `out[:, slo] += c_p * zp`

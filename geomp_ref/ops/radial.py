@@ -14,6 +14,11 @@ Polynomial cutoff (DimeNet envelope, order p): with :math:`u = d/c < 1`,
 :math:`C(u) = 1 - \tfrac{(p+1)(p+2)}{2} u^p + p(p+2) u^{p+1} - \tfrac{p(p+1)}{2} u^{p+2}`, else 0.
 
 Derivations: ``derivations/dense_activations.py``.
+
+Every function takes ``backend=`` (``"numpy"``, the reference; ``"numba"``: one fused pass,
+:mod:`geomp_ref.backends.numba_elementwise`, within a few ulp; ``"cuda"`` computes these on the
+host with the reference). :func:`gaussian_rbf_vjp` accepts the forward's values (``value=``) so
+that the backward reads them instead of recomputing the exponentials.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import math
 
 import numpy as np
 
+from .. import backends as _backends
 from .._validate import as_float64, check_int, check_positive, cotangent
 
 __all__ = [
@@ -30,6 +36,14 @@ __all__ = [
     "cosine_cutoff", "cosine_cutoff_vjp",
     "polynomial_cutoff", "polynomial_cutoff_vjp",
 ]
+
+
+def _kernels(backend: str):
+    """The backend module when it has the fused radial kernels, else None (NumPy reference)."""
+    if backend == "numpy":
+        return None
+    be = _backends.get(backend)
+    return be if hasattr(be, "gaussian_rbf") else None
 
 
 def _distances(d) -> np.ndarray:
@@ -54,17 +68,29 @@ def gaussian_centers(start: float, stop: float, num: int):
     return mu, 0.5 / delta**2
 
 
-def gaussian_rbf(d, mu, gamma: float):
+def gaussian_rbf(d, mu, gamma: float, *, backend: str = "numpy"):
     """``exp(-gamma (d - mu_k)^2)``: shape (*d.shape, K)."""
     d, mu, gamma = _gaussian(d, mu, gamma)
+    be = _kernels(backend)
+    if be is not None:
+        return be.gaussian_rbf(d, mu, gamma)
     return np.exp(-gamma * (d[..., None] - mu) ** 2)
 
 
-def gaussian_rbf_vjp(d, mu, gamma: float, grad_out):
+def gaussian_rbf_vjp(d, mu, gamma: float, grad_out, *, value=None, backend: str = "numpy"):
+    """VJP w.r.t. ``d``, shape ``d.shape``; ``value`` = the forward's output (reused if given)."""
     d, mu, gamma = _gaussian(d, mu, gamma)
     grad_out = cotangent(grad_out, d.shape + mu.shape, "gaussian_rbf_vjp")
+    if value is not None:
+        value = as_float64(value, "value")
+        if value.shape != grad_out.shape:
+            raise ValueError(f"value must be gaussian_rbf's output, shape {grad_out.shape}; "
+                             f"got {value.shape}")
+    be = _kernels(backend)
+    if be is not None:
+        return be.gaussian_rbf_vjp(d, mu, gamma, grad_out, value)
     d1 = d[..., None]
-    e = np.exp(-gamma * (d1 - mu) ** 2)
+    e = value if value is not None else np.exp(-gamma * (d1 - mu) ** 2)
     return np.sum(grad_out * (-2.0 * gamma) * (d1 - mu) * e, axis=-1)
 
 
@@ -88,21 +114,27 @@ def _sinc_and_derivative(t):
     return val, np.where(t < 1.0, series, exact)
 
 
-def bessel_rbf(d, num: int, cutoff: float):
+def bessel_rbf(d, num: int, cutoff: float, *, backend: str = "numpy"):
     """``sqrt(2/c) sin(n pi d / c) / d`` for n = 1..num: shape (*d.shape, num)."""
     num = check_int(num, "num", minimum=1)
     c = check_positive(cutoff, "cutoff")
+    be = _kernels(backend)
+    if be is not None:
+        return be.bessel_rbf(_distances(d), num, c)
     d = _distances(d)[..., None]
     a = np.arange(1, num + 1) * np.pi / c
     val, _ = _sinc_and_derivative(a * d)
     return np.sqrt(2.0 / c) * a * val
 
 
-def bessel_rbf_vjp(d, num: int, cutoff: float, grad_out):
+def bessel_rbf_vjp(d, num: int, cutoff: float, grad_out, *, backend: str = "numpy"):
     num = check_int(num, "num", minimum=1)
     c = check_positive(cutoff, "cutoff")
     d = _distances(d)
     grad_out = cotangent(grad_out, d.shape + (num,), "bessel_rbf_vjp")
+    be = _kernels(backend)
+    if be is not None:
+        return be.bessel_rbf_vjp(d, num, c, grad_out)
     d = d[..., None]
     a = np.arange(1, num + 1) * np.pi / c
     _, dval = _sinc_and_derivative(a * d)
@@ -110,33 +142,45 @@ def bessel_rbf_vjp(d, num: int, cutoff: float, grad_out):
     return np.sum(grad_out * np.sqrt(2.0 / c) * a * a * dval, axis=-1)
 
 
-def cosine_cutoff(d, cutoff: float):
+def cosine_cutoff(d, cutoff: float, *, backend: str = "numpy"):
     c = check_positive(cutoff, "cutoff")
     d = _distances(d)
+    be = _kernels(backend)
+    if be is not None:
+        return be.cosine_cutoff(d, c)
     return np.where(d < c, 0.5 * (np.cos(np.pi * d / c) + 1.0), 0.0)
 
 
-def cosine_cutoff_vjp(d, cutoff: float, grad_out):
+def cosine_cutoff_vjp(d, cutoff: float, grad_out, *, backend: str = "numpy"):
     c = check_positive(cutoff, "cutoff")
     d = _distances(d)
     grad_out = cotangent(grad_out, d.shape, "cosine_cutoff_vjp")
+    be = _kernels(backend)
+    if be is not None:
+        return be.cosine_cutoff_vjp(d, c, grad_out)
     return grad_out * np.where(d < c, -0.5 * np.pi / c * np.sin(np.pi * d / c), 0.0)
 
 
-def polynomial_cutoff(d, cutoff: float, p: int = 6):
+def polynomial_cutoff(d, cutoff: float, p: int = 6, *, backend: str = "numpy"):
     c = check_positive(cutoff, "cutoff")
     p = check_int(p, "p", minimum=1)
+    be = _kernels(backend)
+    if be is not None:
+        return be.polynomial_cutoff(_distances(d), c, p)
     u = _distances(d) / c
     val = (1.0 - (p + 1) * (p + 2) / 2.0 * u**p + p * (p + 2) * u ** (p + 1)
            - p * (p + 1) / 2.0 * u ** (p + 2))
     return np.where(u < 1.0, val, 0.0)
 
 
-def polynomial_cutoff_vjp(d, cutoff: float, grad_out, p: int = 6):
+def polynomial_cutoff_vjp(d, cutoff: float, grad_out, p: int = 6, *, backend: str = "numpy"):
     c = check_positive(cutoff, "cutoff")
     p = check_int(p, "p", minimum=1)
     d = _distances(d)
     grad_out = cotangent(grad_out, d.shape, "polynomial_cutoff_vjp")
+    be = _kernels(backend)
+    if be is not None:
+        return be.polynomial_cutoff_vjp(d, c, grad_out, p)
     u = d / c
     der = (-(p + 1) * (p + 2) / 2.0 * p * u ** (p - 1) + p * (p + 2) * (p + 1) * u**p
            - p * (p + 1) / 2.0 * (p + 2) * u ** (p + 1)) / c

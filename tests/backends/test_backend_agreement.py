@@ -175,9 +175,14 @@ def test_float32_against_float64_oracle(backend, kind):
     assert np.all(np.abs(got - want) <= EPS32 * np.abs(want))
 
 
-def test_numba_large_graph_bit_identical_and_thread_independent():
+@pytest.mark.parametrize("twin", ["serial", "parallel"])
+def test_numba_large_graph_bit_identical_and_thread_independent(twin, monkeypatch):
     import numba
 
+    from geomp_ref.backends import _nbjit
+
+    if twin == "parallel":  # below the work threshold the serial twins run: force the others
+        monkeypatch.setattr(_nbjit, "PARALLEL_MIN_WORK", 0)
     be = backends.get("numba")
     rng = np.random.default_rng(3)
     g = _big_graph(rng)

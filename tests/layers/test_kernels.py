@@ -32,6 +32,12 @@ SPECS = {
     "radial-gaussian": (RadialKernel(4, 6, 2.0, "gaussian", (8,)), (0.05, 2.5)),
     "radial-bessel": (RadialKernel(3, 5, 2.0, "bessel", (8,), envelope="polynomial", bias=False),
                       (0.05, 2.5)),
+    # envelope on the output: SchNet's filter and TFN's radial function (special_cases lesson)
+    "radial-ssp-cosine-output": (RadialKernel(4, 6, 2.0, "gaussian", (8,), "shifted_softplus",
+                                              envelope_at="output"), (0.05, 2.5)),
+    "radial-e3nn-smooth-output": (RadialKernel(3, 5, 2.0, "e3nn_gaussian", (8,), bias=False,
+                                               envelope="smooth", envelope_at="output"),
+                                  (0.05, 2.5)),
     "bspline-R3": (BSplineKernel(3, 4, 3, 5, 1.5), (-2.5, 2.5)),
     "bspline-se2": (BSplineKernel(3, 2, 3, (4, 4, 7), (2.0, 2.0, np.pi)), (-3.0, 3.0)),
     "bspline-se3": (BSplineKernel(6, 2, 3, 3, (1.0, 1.0, 1.0, 2.0, 2.0, 2.0)), (-2.0, 2.0)),
@@ -229,6 +235,8 @@ def test_contract_errors_are_named(name, rng):
         (lambda: RadialKernel(2, 4, -1.0), "cutoff"),
         (lambda: RadialKernel(2, 4, 1.0, basis="sinc"), "basis"),
         (lambda: RadialKernel(2, 4, 1.0, envelope="hard"), "envelope"),
+        (lambda: RadialKernel(2, 4, 1.0, envelope_at="middle"), "envelope_at"),
+        (lambda: RadialKernel(2, 1, 1.0, basis="e3nn_gaussian"), "num_basis"),
         (lambda: BSplineKernel(2, 2, degree=MAX_DEGREE + 1), "degree"),
         (lambda: BSplineKernel(2, 2, grid_size=1), "grid_size"),
         (lambda: BSplineKernel(2, 2, grid_size=(3, 3, 3)), "grid_size"),
@@ -240,6 +248,36 @@ def test_contract_errors_are_named(name, rng):
 def test_bad_fields_are_named(make, field):
     with pytest.raises((ValueError, TypeError), match=field):
         make()
+
+
+def test_radial_kernel_envelope_on_the_output_is_e3nn_radial_function(rng):
+    """``envelope_at="output"`` with e3nn's basis and cutoff, written out from e3nn's formulas:
+    ``phi(d/c) * (silu(e(d) W0) W1)``, ``e_k = sqrt(B)/1.12 exp(-((d - mu_k)/delta)^2)``."""
+    B, c = 5, 2.0
+    spec = RadialKernel(3, B, c, "e3nn_gaussian", (4,), "silu", bias=False, envelope="smooth",
+                        envelope_at="output")
+    p = spec.init(rng)
+    d = np.concatenate([rng.uniform(0, 3, size=11), [0.0, 1.0, 2.0]])[:, None]
+    mu = np.linspace(0, c, B)
+    e = math.sqrt(B) / 1.12 * np.exp(-(((d - mu) / (mu[1] - mu[0])) ** 2))
+    u = d[:, 0] / c
+    phi = np.where(u <= 0.5, 1.0, np.where(u >= 1.0, 0.0, 0.5 * (1 - np.cos(2 * np.pi * (u - 1)))))
+    want = (activations.silu(e @ p["W0"]) @ p["W1"]) * phi[:, None]
+    np.testing.assert_allclose(spec.forward(p, d)[0], want, rtol=1e-13, atol=1e-15)
+    # the input-side envelope is a different kernel
+    inner = RadialKernel(3, B, c, "e3nn_gaussian", (4,), "silu", bias=False, envelope="smooth")
+    assert np.abs(inner.forward(p, d)[0] - want).max() > 1e-3
+
+
+def test_radial_kernel_output_envelope_far_away_is_exactly_zero(rng):
+    spec = RadialKernel(2, 4, 1.0, "gaussian", (3,), envelope_at="output")
+    p = spec.init(rng)
+    d = np.array([[0.3], [1.0], [5.0], [1e200]])
+    k, cache = spec.forward(p, d)
+    assert np.all(k[1:] == 0.0)
+    grads, (gd,) = spec.backward(p, cache, np.ones_like(k))
+    assert np.all(np.isfinite(gd)) and np.all(gd[2:] == 0.0)
+    assert all(np.all(np.isfinite(v)) for v in grads.values())
 
 
 def test_radial_kernel_refuses_negative_distances():

@@ -45,10 +45,11 @@ def test_published_sizes():
 def test_make_model_and_inputs(rng):
     for name in nbody.MODELS:
         assert type(nbody.make_model(name)).__name__.lower().endswith(
-            {"linear": "linear", "gnn": "gnn", "rf": "rf", "egnn": "egnn"}[name])
+            {"linear": "linear", "gnn": "gnn", "rf": "rf", "egnn": "egnn", "segnn": "segnn",
+             "tfn": "tfn"}[name])
     assert nbody.make_model("egnn", hidden=8).hidden == 8
     with pytest.raises(ValueError, match="model must be one of"):
-        nbody.make_model("segnn")
+        nbody.make_model("painn")
 
     class Batch:
         x, v, charges = 1, 2, 3
