@@ -29,6 +29,15 @@ def test_verify_subset_passes(capsys):
         assert f"\n  {g} " in legend
 
 
+def test_verify_numpy_only_passes_without_backend_rows(capsys):
+    """--backends numpy runs the oracle alone: the cases pass, with no backend column to fill."""
+    rc = cli.main(["verify", "--case", "DistanceMPNN", "--backends", "numpy", "--json",
+                   "--molecules", "0"])
+    data = json.loads(capsys.readouterr().out)
+    assert rc == 0 and data["failed"] == [] and data["results"]
+    assert all(r["passed"] and r["backends"] == {} for r in data["results"])
+
+
 def test_verify_json(capsys):
     rc = cli.main(["verify", "--case", "RelativePositionMPNN", "--json", "--molecules", "0"])
     data = json.loads(capsys.readouterr().out)

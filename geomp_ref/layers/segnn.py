@@ -197,7 +197,7 @@ class SEGNN(Block):
         layer = SEGNNLayer(hid, edge, node, add, self.norm, self.mode, self.act_constants,
                            self.backend)
         kw = {"mode": self.mode}
-        gkw = {"mode": self.mode, "act_constants": self.act_constants}
+        gkw = {"mode": self.mode, "act_constants": self.act_constants, "backend": self.backend}
         put(self, "layer", layer)
         put(self, "embed", O3TensorProduct(self.irreps_in, hid, node, **kw))
         put(self, "pre1", O3TensorProductGate(hid, hid, node, **gkw))

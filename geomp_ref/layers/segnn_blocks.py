@@ -51,7 +51,7 @@ from .._validate import as_float64, as_rng, check_cache, check_choice, check_par
 from .._validate import grad_out as _grad_out
 from ..o3.activations import NORMALIZE_ACT
 from ..ops import activations
-from .base import Block
+from .base import Block, check_backend
 
 __all__ = ["MODES", "O3TensorProduct", "O3TensorProductCache", "O3TensorProductGate",
            "O3TensorProductGateCache"]
@@ -152,6 +152,14 @@ class O3TensorProduct(Block):
     def num_bias(self) -> int:
         return int(self._bias_cols.size)
 
+    def _bias_index(self):
+        """The biased columns as a slice when they are one run (the usual leading ``0e``
+        block): the same additions as the index array, without a gather and a scatter."""
+        cols = self._bias_cols
+        if cols.size and np.array_equal(cols, np.arange(cols[0], cols[0] + cols.size)):
+            return slice(int(cols[0]), int(cols[0]) + cols.size)
+        return cols
+
     def param_shapes(self) -> dict:
         shapes = {"weight": (self.tp.weight_numel,)}
         if self.num_bias:
@@ -199,7 +207,7 @@ class O3TensorProduct(Block):
         z, tpc = self.tp.forward({"weight": params["weight"]}, x1, x2)
         z = z / self._sqrt_k
         if self.num_bias:
-            z[:, self._bias_cols] += as_float64(params["bias"], "params['bias']")
+            z[:, self._bias_index()] += as_float64(params["bias"], "params['bias']")
         return z, O3TensorProductCache(tpc, has_x2, x1.shape[0])
 
     def backward(self, params, cache: O3TensorProductCache, grad_out):
@@ -209,7 +217,7 @@ class O3TensorProduct(Block):
         grads = {}
         # reverses `z[:, cols] += b`
         if self.num_bias:
-            grads["bias"] = g[:, self._bias_cols].sum(axis=0)
+            grads["bias"] = g[:, self._bias_index()].sum(axis=0)
         # reverses `z = z / sqrt_k` and the tensor product
         gp, (gx1, gx2, _) = self.tp.backward({"weight": params["weight"]}, cache.tp,
                                              g / self._sqrt_k)
@@ -238,6 +246,8 @@ class O3TensorProductGate(Block):
     act_constants : {'e3nn', 'exact', 'none'}
         Normalisation constants of the gate's SiLU and sigmoid (:mod:`geomp_ref.o3.activations`);
         ``'e3nn'`` (default) is what the published code gets from e3nn's ``Gate``.
+    backend : str
+        Backend of the gate's activations (:class:`geomp_ref.o3.Gate`); ``"numpy"`` by default.
 
     Notes
     -----
@@ -251,6 +261,7 @@ class O3TensorProductGate(Block):
     irreps_in2: Any = None
     mode: str = "corrected"
     act_constants: str = "e3nn"
+    backend: str = "numpy"
     tp: Any = field(init=False, repr=False, compare=False)
     gate: Any = field(init=False, repr=False, compare=False)
     _columns: Any = field(init=False, repr=False, compare=False)
@@ -260,6 +271,7 @@ class O3TensorProductGate(Block):
         owner = type(self).__name__
         check_mode(self.mode, owner)
         check_choice(self.act_constants, f"{owner}.act_constants", NORMALIZE_ACT)
+        check_backend(self.backend, owner)
         out = _irreps(self.irreps_out, f"{owner}.irreps_out")
         if len(out) == 0 or out[0].ir.l != 0:
             raise ValueError(f"{owner}.irreps_out must start with its scalars (e.g. "
@@ -281,7 +293,7 @@ class O3TensorProductGate(Block):
         if gated.num_irreps:
             gates = o3.Irreps(f"{gated.num_irreps}x0e")
             gate = o3.Gate(scalars, ["silu"], gates, ["sigmoid"], gated,
-                           normalize_act=self.act_constants)
+                           normalize_act=self.act_constants, backend=self.backend)
             irreps_g = (scalars + gates + gated).simplify()
             identity = np.array_equal(gate.input_columns, np.arange(irreps_g.dim))
             if self.mode == "corrected" and not identity:

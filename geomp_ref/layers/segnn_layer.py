@@ -130,7 +130,7 @@ class SEGNNLayer(Block):
         check_choice(self.act_constants, f"{owner}.act_constants", NORMALIZE_ACT)
         check_backend(self.backend, owner)
         msg_in = (hid + hid + (add if add is not None else o3.Irreps(""))).simplify()
-        kw = {"mode": self.mode, "act_constants": self.act_constants}
+        kw = {"mode": self.mode, "act_constants": self.act_constants, "backend": self.backend}
         put(self, "msg1", O3TensorProductGate(msg_in, hid, edge, **kw))
         put(self, "msg2", O3TensorProductGate(hid, hid, edge, **kw))
         put(self, "upd1", O3TensorProductGate((hid + hid).simplify(), hid, node, **kw))

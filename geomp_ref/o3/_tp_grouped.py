@@ -64,8 +64,9 @@ def _weights(w, tables, coefs, ps):
 
 
 def forward(groups, tables, coefs, x1, x2, w, out):
-    """Write every output block into ``out`` (Z, dim_out); returns ``(ts, ss)`` for the backward:
-    per path ``t`` and per output block the stacked couplings ``S``."""
+    """Write every output block into ``out`` (Z, dim_out); returns ``(ts, ss, blocks)`` for the
+    backward: per path ``t``, per output block the stacked couplings ``S``, and the
+    component-major input blocks of ``x1``."""
     z = x1.shape[0]
     blocks = _x1_blocks(x1, tables, groups)
     ts, ss = [None] * len(tables), []
@@ -94,13 +95,15 @@ def forward(groups, tables, coefs, x1, x2, w, out):
         r = S.reshape(z * do, S.shape[2]) @ _weights(w, tables, coefs, ps)
         out[:, slo] = r.reshape(z, do, mo).transpose(0, 2, 1).reshape(z, mo * do)
         ss.append(S)
-    return tuple(ts), tuple(ss)
+    return tuple(ts), tuple(ss), blocks
 
 
-def backward(groups, tables, coefs, x1, w, ts, ss, g, grad_x1, grad_x2, grad_w):
-    """Accumulate the VJP into ``grad_x1``, ``grad_x2`` and ``grad_w`` (flat weight)."""
+def backward(groups, tables, coefs, x1, w, ts, ss, g, grad_x1, grad_x2, grad_w, blocks=None):
+    """Accumulate the VJP into ``grad_x1``, ``grad_x2`` and ``grad_w`` (flat weight);
+    ``blocks``: the forward's input blocks (rebuilt when None)."""
     z = x1.shape[0]
-    blocks = _x1_blocks(x1, tables, groups)
+    if blocks is None:
+        blocks = _x1_blocks(x1, tables, groups)
     gx1 = {}
     for ps, S in zip(groups, ss):
         _, _, slo, (_, _, mo), (_, _, do), *_ = tables[ps[0]]

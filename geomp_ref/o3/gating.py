@@ -44,7 +44,8 @@ import numpy as np
 
 from .._validate import as_float64, as_rng, check_cache, check_choice, check_params
 from .._validate import grad_out as _grad_out
-from ..layers.base import Block
+from ..layers.base import Block, check_backend
+from ..ops import activations as _ops_act
 from ._tp_instructions import _blocks, _safe_irreps
 from .activations import (  # ACTIVATIONS and the constants are re-exported here
     ACTIVATIONS,
@@ -54,6 +55,9 @@ from .activations import (  # ACTIVATIONS and the constants are re-exported here
     resolve_activation,
 )
 from .irreps import Irreps
+
+#: Activations the fused path evaluates (as e3nn's Gate calls them); others use the reference.
+_FUSED = {"silu": {}, "sigmoid": {}, "tanh": {}}
 
 __all__ = [
     "ACTIVATIONS",
@@ -87,6 +91,9 @@ class GateCache(NamedTuple):
     a: np.ndarray
     y: np.ndarray
     batch: tuple
+    # c f'(s) and c psi'(g) from the forward pass (non-numpy backends); None: recomputed
+    ds: np.ndarray | None = None
+    dg: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,11 @@ class Gate(Block):
     irreps_gated : Irreps or str
     normalize_act : {'exact', 'e3nn', 'none'}
         Constants of :mod:`geomp_ref.o3.activations`.
+    backend : str
+        ``"numpy"`` (default): the reference activations, whose VJPs re-evaluate them. Another
+        backend (``"numba"``) evaluates each activation and its derivative in one fused pass
+        (:func:`geomp_ref.ops.activations.activate`) and keeps the derivative for the backward
+        (same values to rounding).
 
     Attributes
     ----------
@@ -128,6 +140,7 @@ class Gate(Block):
     act_gates: Any
     irreps_gated: Any
     normalize_act: str = "exact"
+    backend: str = "numpy"
     irreps_in: Any = field(init=False, repr=False, compare=False)
     irreps_out: Any = field(init=False, repr=False, compare=False)
     input_columns: Any = field(init=False, repr=False, compare=False)
@@ -139,6 +152,7 @@ class Gate(Block):
         for n in names:
             put(self, n, _safe_irreps(getattr(self, n), f"Gate.{n}"))
         check_choice(self.normalize_act, "Gate.normalize_act", NORMALIZE_ACT)
+        check_backend(self.backend, "Gate")
         bs, bg, by = (_blocks(getattr(self, n)) for n in names)
         for n, b in (("irreps_scalars", bs), ("irreps_gates", bg)):
             if any(l_ != 0 for _, l_, _, _, _ in b):
@@ -217,10 +231,21 @@ class Gate(Block):
         sizes = [2 * l_ + 1 for m, l_, _ in parts[2] for _ in range(m)]
         rep = np.repeat(np.arange(len(sizes)), sizes)
         copy_starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        # runs of consecutive gated copies of one size d: (columns a:b, copies c:c+n, n, d), so
+        # that a run's gates broadcast over a (Z, n, d) view instead of being gathered
+        runs, c = [], 0
+        while c < len(sizes):
+            n = 1
+            while c + n < len(sizes) and sizes[c + n] == sizes[c]:
+                n += 1
+            a = int(copy_starts[c])
+            runs.append((a, a + n * sizes[c], c, n, sizes[c]))
+            c += n
         put(
             self,
             "_plan",
-            (part_slices, acts["act_scalars"], acts["act_gates"], bs, bg, rep, copy_starts),
+            (part_slices, acts["act_scalars"], acts["act_gates"], bs, bg, rep, copy_starts,
+             tuple(runs)),
         )
 
     def param_shapes(self) -> dict:
@@ -244,20 +269,34 @@ class Gate(Block):
         batch = tuple(x.shape[:-1])
         z = math.prod(batch)
         x = x.reshape(z, self.irreps_in.dim)
-        part_slices, act_s, act_g, bs, bg, rep, _ = self._plan
+        part_slices, act_s, act_g, bs, bg, _, _, runs = self._plan
         s, g, y = (
             np.concatenate([x[:, a:b] for a, b in sl], axis=1) if sl else np.zeros((z, 0))
             for sl in part_slices
         )
-        out_s = np.empty_like(s)
-        for (_, _, _, a, b), act in zip(bs, act_s):
-            out_s[:, a:b] = act.c * act.f(s[:, a:b])
-        a_g = np.empty_like(g)
-        for (_, _, _, a0, b0), act in zip(bg, act_g):
-            a_g[:, a0:b0] = act.c * act.f(g[:, a0:b0])
-        out_y = y * a_g[:, rep]
+        fused = self.backend != "numpy" and all(
+            act.name in _FUSED for act in tuple(act_s) + tuple(act_g))
+        out_s, ds = self._activate(s, bs, act_s, fused)
+        a_g, dg = self._activate(g, bg, act_g, fused)
+        out_y = _gate_runs(y, a_g, runs)  # y * a_g[:, rep]
         out = np.concatenate([out_s, out_y], axis=1)
-        return out.reshape(batch + (self.irreps_out.dim,)), GateCache(s, g, a_g, y, batch)
+        return out.reshape(batch + (self.irreps_out.dim,)), GateCache(s, g, a_g, y, batch,
+                                                                       ds, dg)
+
+    def _activate(self, x, blocks, acts, fused):
+        """``c f(x)`` per block; with ``fused`` also ``c f'(x)`` (else None)."""
+        out = np.empty_like(x)
+        if not fused:
+            for (_, _, _, a, b), act in zip(blocks, acts):
+                out[:, a:b] = act.c * act.f(x[:, a:b])
+            return out, None
+        d = np.empty_like(x)
+        for (_, _, _, a, b), act in zip(blocks, acts):
+            _, y, dy = _ops_act.activate(act.name, x[:, a:b], backend=self.backend,
+                                         **_FUSED[act.name])
+            out[:, a:b] = act.c * y
+            d[:, a:b] = act.c * dy
+        return out, d
 
     def backward(self, params, cache: GateCache, grad_out):
         """VJP: ``({}, (grad_x,))``."""
@@ -266,22 +305,29 @@ class Gate(Block):
         go = _grad_out(grad_out, batch + (self.irreps_out.dim,), "Gate")
         z = cache.s.shape[0]
         go = go.reshape(z, self.irreps_out.dim)
-        part_slices, act_s, act_g, bs, bg, rep, copy_starts = self._plan
+        part_slices, act_s, act_g, bs, bg, _, _, runs = self._plan
         ns = cache.s.shape[1]
         go_s, go_y = go[:, :ns], go[:, ns:]
         # reverses `out_y = y * a_g[:, rep]`
-        grad_y = go_y * cache.a[:, rep]
+        grad_y = _gate_runs(go_y, cache.a, runs)
         grad_a = np.zeros_like(cache.a)
-        if rep.size and z:  # sum over the 2l+1 components of each gated copy
-            grad_a = np.add.reduceat(go_y * cache.y, copy_starts, axis=1)
-        # reverses `a_g[:, a0:b0] = c * f(g[:, a0:b0])`
-        grad_g = np.empty_like(cache.g)
-        for (_, _, _, a0, b0), act in zip(bg, act_g):
-            grad_g[:, a0:b0] = act.f_vjp(cache.g[:, a0:b0], act.c * grad_a[:, a0:b0])
+        p = go_y * cache.y
+        for a, b, c, n, d in runs:  # sum over the 2l+1 components of each gated copy
+            grad_a[:, c:c + n] = p[:, a:b].reshape(z, n, d).sum(axis=2)
+        # reverses `a_g[:, a0:b0] = c * f(g[:, a0:b0])` (with the forward's c f'(g) if kept)
+        if cache.dg is not None:
+            grad_g = cache.dg * grad_a
+        else:
+            grad_g = np.empty_like(cache.g)
+            for (_, _, _, a0, b0), act in zip(bg, act_g):
+                grad_g[:, a0:b0] = act.f_vjp(cache.g[:, a0:b0], act.c * grad_a[:, a0:b0])
         # reverses `out_s[:, a:b] = c * f(s[:, a:b])`
-        grad_s = np.empty_like(cache.s)
-        for (_, _, _, a, b), act in zip(bs, act_s):
-            grad_s[:, a:b] = act.f_vjp(cache.s[:, a:b], act.c * go_s[:, a:b])
+        if cache.ds is not None:
+            grad_s = cache.ds * go_s
+        else:
+            grad_s = np.empty_like(cache.s)
+            for (_, _, _, a, b), act in zip(bs, act_s):
+                grad_s[:, a:b] = act.f_vjp(cache.s[:, a:b], act.c * go_s[:, a:b])
         # reverses the split of x into (s, g, y)
         grad_x = np.zeros((z, self.irreps_in.dim))
         for sl, gpart in zip(part_slices, (grad_s, grad_g, grad_y)):
@@ -290,3 +336,13 @@ class Gate(Block):
                 grad_x[:, a:b] = gpart[:, off : off + b - a]
                 off += b - a
         return {}, (grad_x.reshape(batch + (self.irreps_in.dim,)),)
+
+
+def _gate_runs(y, a, runs):
+    """``y * a[:, rep]``: every gated copy times its gate, run by run (no gathered copy of
+    ``a``; the same products)."""
+    out = np.empty_like(y)
+    z = y.shape[0]
+    for lo, hi, c, n, d in runs:
+        out[:, lo:hi] = (y[:, lo:hi].reshape(z, n, d) * a[:, c:c + n, None]).reshape(z, n * d)
+    return out

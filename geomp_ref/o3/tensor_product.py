@@ -102,6 +102,7 @@ class TensorProductCache(NamedTuple):
     # weights-first path y = x1 W, (Z, d1, m2, mo)
     batch: tuple
     weights_first: bool = False
+    blocks: Any = None  # grouped path: the component-major input blocks of x1
 
 
 @dataclass(frozen=True)
@@ -322,9 +323,9 @@ class TensorProduct(Block):
         if self._groups is not None and w is not None and not per_sample:
             # every path uvw with a shared weight: contract the multiplicities first, one stacked
             # matrix product per input block (geomp_ref.o3._tp_grouped)
-            ts, ys = _tp_grouped.forward(self._groups, self._tables, self.path_coefficients, x1,
-                                         x2, w, out)
-            cache = TensorProductCache(x1, x2, w, ts, ys, batch, True)
+            ts, ys, blocks = _tp_grouped.forward(self._groups, self._tables,
+                                                 self.path_coefficients, x1, x2, w, out)
+            cache = TensorProductCache(x1, x2, w, ts, ys, batch, True, blocks)
             return out.reshape(batch + (self.irreps_out.dim,)), cache
         ts, ss = [], []
         for ins, c_p, tab in zip(self.instructions, self.path_coefficients, self._tables):
@@ -371,7 +372,8 @@ class TensorProduct(Block):
         if cache.weights_first:
             # reverses the weights-first evaluation of the forward
             _tp_grouped.backward(self._groups, self._tables, self.path_coefficients, cache.x1,
-                                 w, cache.ts, cache.ss, g, grad_x1, grad_x2, grad_w)
+                                 w, cache.ts, cache.ss, g, grad_x1, grad_x2, grad_w,
+                                 cache.blocks)
         for ins, c_p, tab, t, s in zip(
             self.instructions, self.path_coefficients, self._tables, cache.ts, cache.ss
         ):

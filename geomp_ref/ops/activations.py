@@ -70,6 +70,7 @@ def _kernels(backend: str):
 
 
 def sigmoid(x, *, backend: str = "numpy"):
+    """Logistic function ``1 / (1 + e^-x)``, evaluated sign-split so neither branch overflows."""
     x = _x(x)
     be = _kernels(backend)
     if be is not None:
@@ -79,6 +80,7 @@ def sigmoid(x, *, backend: str = "numpy"):
 
 
 def sigmoid_vjp(x, grad_y, *, backend: str = "numpy"):
+    """``grad_y * s (1 - s)`` with ``s = sigmoid(x)``."""
     x, grad_y = _xg(x, grad_y, "sigmoid_vjp")
     be = _kernels(backend)
     if be is not None:
@@ -100,6 +102,7 @@ def softplus(x, threshold: float | None = None, *, backend: str = "numpy"):
 
 
 def softplus_vjp(x, grad_y, threshold: float | None = None, *, backend: str = "numpy"):
+    """``grad_y * sigmoid(x)`` (``grad_y`` itself above ``threshold`` when given)."""
     x, grad_y = _xg(x, grad_y, "softplus_vjp")
     be = _kernels(backend)
     if be is not None:
@@ -131,11 +134,14 @@ def shifted_softplus(x, shift: float = LN2, threshold: float | None = None, *,
 
 def shifted_softplus_vjp(x, grad_y, shift: float = LN2, threshold: float | None = None, *,
                          backend: str = "numpy"):
+    """Same as :func:`softplus_vjp` (the shift is a constant); ``shift`` is accepted so the
+    signature mirrors :func:`shifted_softplus`."""
     x, grad_y = _xg(x, grad_y, "shifted_softplus_vjp")
     return softplus_vjp(x, grad_y, threshold, backend=backend)
 
 
 def silu(x, *, backend: str = "numpy"):
+    """SiLU (swish) ``x * sigmoid(x)``."""
     x = _x(x)
     be = _kernels(backend)
     if be is not None:
@@ -144,6 +150,7 @@ def silu(x, *, backend: str = "numpy"):
 
 
 def silu_vjp(x, grad_y, *, backend: str = "numpy"):
+    """``grad_y * s (1 + x (1 - s))`` with ``s = sigmoid(x)``."""
     x, grad_y = _xg(x, grad_y, "silu_vjp")
     be = _kernels(backend)
     if be is not None:
@@ -153,6 +160,7 @@ def silu_vjp(x, grad_y, *, backend: str = "numpy"):
 
 
 def tanh(x, *, backend: str = "numpy"):
+    """Hyperbolic tangent."""
     be = _kernels(backend)
     if be is not None:
         return be.activation("tanh", _x(x))
@@ -160,6 +168,7 @@ def tanh(x, *, backend: str = "numpy"):
 
 
 def tanh_vjp(x, grad_y, *, backend: str = "numpy"):
+    """``grad_y * (1 - tanh(x)^2)``."""
     x, grad_y = _xg(x, grad_y, "tanh_vjp")
     be = _kernels(backend)
     if be is not None:
@@ -169,22 +178,26 @@ def tanh_vjp(x, grad_y, *, backend: str = "numpy"):
 
 
 def relu(x, *, backend: str = "numpy"):
+    """``max(x, 0)`` (``backend`` is checked; one NumPy pass on every backend)."""
     _kernels(backend)  # one NumPy pass is already optimal; the name is still checked
     return np.maximum(_x(x), 0.0)
 
 
 def relu_vjp(x, grad_y, *, backend: str = "numpy"):
+    """``grad_y * [x > 0]``: the subgradient 0 is taken at ``x = 0`` (torch's choice)."""
     _kernels(backend)
     x, grad_y = _xg(x, grad_y, "relu_vjp")
     return grad_y * (x > 0)
 
 
 def identity(x, *, backend: str = "numpy"):
+    """``x`` as float64 (checked like every other activation)."""
     _kernels(backend)
     return _x(x)
 
 
 def identity_vjp(x, grad_y, *, backend: str = "numpy"):
+    """``grad_y`` (after checking that it has the shape of ``x``)."""
     _kernels(backend)
     x, grad_y = _xg(x, grad_y, "identity_vjp")
     return grad_y

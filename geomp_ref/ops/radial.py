@@ -128,6 +128,8 @@ def bessel_rbf(d, num: int, cutoff: float, *, backend: str = "numpy"):
 
 
 def bessel_rbf_vjp(d, num: int, cutoff: float, grad_out, *, backend: str = "numpy"):
+    """VJP of :func:`bessel_rbf` w.r.t. ``d``, shape ``d.shape``: ``sum_n grad_out[..., n]
+    sqrt(2/c) a_n^2 sinc'(a_n d)`` with ``a_n = n pi / c`` (series near ``d = 0``)."""
     num = check_int(num, "num", minimum=1)
     c = check_positive(cutoff, "cutoff")
     d = _distances(d)
@@ -143,6 +145,7 @@ def bessel_rbf_vjp(d, num: int, cutoff: float, grad_out, *, backend: str = "nump
 
 
 def cosine_cutoff(d, cutoff: float, *, backend: str = "numpy"):
+    """``0.5 (cos(pi d / c) + 1)`` for ``d < c``, else 0; shape ``d.shape``."""
     c = check_positive(cutoff, "cutoff")
     d = _distances(d)
     be = _kernels(backend)
@@ -152,6 +155,7 @@ def cosine_cutoff(d, cutoff: float, *, backend: str = "numpy"):
 
 
 def cosine_cutoff_vjp(d, cutoff: float, grad_out, *, backend: str = "numpy"):
+    """VJP w.r.t. ``d``: ``grad_out * (-pi / (2c)) sin(pi d / c)`` for ``d < c``, else 0."""
     c = check_positive(cutoff, "cutoff")
     d = _distances(d)
     grad_out = cotangent(grad_out, d.shape, "cosine_cutoff_vjp")
@@ -162,6 +166,9 @@ def cosine_cutoff_vjp(d, cutoff: float, grad_out, *, backend: str = "numpy"):
 
 
 def polynomial_cutoff(d, cutoff: float, p: int = 6, *, backend: str = "numpy"):
+    """DimeNet's envelope of order ``p`` in ``u = d / c`` (module docstring) for ``u < 1``, else
+    0; shape ``d.shape``. Value 1 and ``p - 1`` vanishing derivatives at 0, ``C(1) = C'(1) =
+    C''(1) = 0``."""
     c = check_positive(cutoff, "cutoff")
     p = check_int(p, "p", minimum=1)
     be = _kernels(backend)
@@ -174,6 +181,8 @@ def polynomial_cutoff(d, cutoff: float, p: int = 6, *, backend: str = "numpy"):
 
 
 def polynomial_cutoff_vjp(d, cutoff: float, grad_out, p: int = 6, *, backend: str = "numpy"):
+    """VJP of :func:`polynomial_cutoff` w.r.t. ``d``: ``grad_out * C'(u) / c`` for ``u < 1``,
+    else 0."""
     c = check_positive(cutoff, "cutoff")
     p = check_int(p, "p", minimum=1)
     d = _distances(d)

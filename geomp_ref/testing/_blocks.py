@@ -47,9 +47,9 @@ def call_forward(layer, params, graph, inputs):
     return layer.forward(params, graph, *inputs)
 
 
-def rel_err(a, b) -> float:
-    """Max absolute difference relative to the max of ``|b|``; ``inf`` if the shapes differ or
-    one side is ``None``."""
+def rel_err(a, b, floor: float = 0.0) -> float:
+    """Max absolute difference relative to the max of ``|b|`` (never below ``floor``); ``inf``
+    if the shapes differ or one side is ``None``."""
     if a is None or b is None:
         return 0.0 if a is None and b is None else float("inf")
     a = np.asarray(a, dtype=np.float64)
@@ -58,7 +58,7 @@ def rel_err(a, b) -> float:
         return float("inf")
     if a.size == 0:
         return 0.0
-    scale = float(np.max(np.abs(b)))
+    scale = max(float(np.max(np.abs(b))), float(floor))
     diff = float(np.max(np.abs(a - b)))
     if not np.isfinite(diff):
         return 0.0 if np.array_equal(a, b, equal_nan=True) else float("inf")
