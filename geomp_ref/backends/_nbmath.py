@@ -6,7 +6,7 @@ Numba costs 5-10x NumPy's SIMD ``np.exp``, so a fused kernel built on it loses t
 passes. The functions here use only arithmetic, comparisons, ``floor`` and a bit cast, which
 vectorize (AVX2/AVX-512), so one fused pass is faster than the NumPy passes it replaces.
 
-Accuracy (checked in ``tests/backends/test_nbmath.py`` against NumPy over the whole range):
+Accuracy (checked in ``tests/backends/test_fused_kernels.py`` against NumPy over the whole range):
 
 * :func:`exp`: Cody-Waite reduction :math:`x = k \ln 2 + r`, :math:`|r| \le \tfrac12 \ln 2`, with
   :math:`\ln 2` split in two so that :math:`k \ln 2_{hi}` is exact, then the Taylor polynomial of

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from . import _egnn_layers as _layers
 from . import _egnn_models as _models
-from ._torch import import_torch, params_from_links
+from ._adapter import KindTable
 from .compare import bind_compare
 
 __all__ = ["SUPPORTED", "binding", "compare", "from_torch", "inputs_from_torch", "matches"]
@@ -54,22 +54,15 @@ _KINDS = (
      _layer_convert, _layers.egcl_binding),
 )
 
+_TABLE = KindTable(__name__, _KINDS, sep="; ")
+
 #: The module types this adapter converts.
-SUPPORTED = tuple(k[0] for k in _KINDS)
-
-
-def _kind(module):
-    for kind in _KINDS:
-        if kind[1](module):
-            return kind
-    raise TypeError(
-        f"geomp_ref.interop.egnn converts {'; '.join(SUPPORTED)}; got {type(module).__name__}"
-    )
+SUPPORTED = _TABLE.supported
 
 
 def matches(module) -> bool:
     """True when this adapter converts ``module`` (class name and structure; no torch import)."""
-    return any(kind[1](module) for kind in _KINDS)
+    return _TABLE.matches(module)
 
 
 def from_torch(module, **options):
@@ -88,22 +81,18 @@ def from_torch(module, **options):
     ImportError
         torch is missing (the ``peers`` extra).
     """
-    import_torch()
-    spec, links, _ = _kind(module)[2](module, **options)
-    return spec, params_from_links(spec, module, links)
+    return _TABLE.from_torch(module, **options)
 
 
 def binding(module, *args, **kwargs):
     """The :class:`~geomp_ref.interop.Binding` of one ``module(*args, **kwargs)`` call."""
-    import_torch()
-    return _kind(module)[3](module, *args, **kwargs)
+    return _TABLE.binding(module, *args, **kwargs)
 
 
 def inputs_from_torch(module, *args, **kwargs):
     """``(graph, inputs)`` for ``spec.forward(params, graph, *inputs)`` from the published
     forward's arguments (``graph`` is None for ``Linear``)."""
-    b = binding(module, *args, **kwargs)
-    return b.graph, b.inputs
+    return _TABLE.inputs(module, *args, **kwargs)
 
 
 compare = bind_compare(__name__)

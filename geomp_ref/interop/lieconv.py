@@ -44,9 +44,10 @@ from __future__ import annotations
 
 from . import _lieconv_convert as _convert
 from . import _lieconv_graph as _graph
+from ._adapter import KindTable
 from ._stack import LayerReport, StackReport, find_layers
 from ._stack import compare_layers as _compare_layers
-from ._torch import import_torch, params_from_links
+from ._torch import import_torch
 from .compare import bind_compare
 
 __all__ = [
@@ -61,21 +62,26 @@ __all__ = [
     "matches",
 ]
 
+
+def _run_binding(module, *args, **kwargs):
+    return _graph.binding(module, args, kwargs, run=True)
+
+
+# (name, matches, convert(module) -> (spec, links, info), binding): one conversion serves both
+_KINDS = (
+    ("lie_conv LieConv", _convert.lieconv_matches, _convert.convert, _run_binding),
+    ("lie_conv PointConv", _convert.pointconv_matches, _convert.convert, _run_binding),
+)
+
+_TABLE = KindTable(__name__, _KINDS)
+
 #: The module types this adapter converts.
-SUPPORTED = ("lie_conv LieConv", "lie_conv PointConv")
+SUPPORTED = _TABLE.supported
 
 
 def matches(module) -> bool:
     """True when this adapter converts ``module`` (class name and structure; no torch import)."""
-    return _convert.lieconv_matches(module) or _convert.pointconv_matches(module)
-
-
-def _check(module) -> None:
-    if not matches(module):
-        raise TypeError(
-            f"geomp_ref.interop.lieconv converts {', '.join(SUPPORTED)}; got "
-            f"{type(module).__name__}"
-        )
+    return _TABLE.matches(module)
 
 
 def from_torch(module):
@@ -93,18 +99,13 @@ def from_torch(module):
     ImportError
         torch is missing (the ``peers`` extra).
     """
-    import_torch()
-    _check(module)
-    spec, links, _ = _convert.convert(module)
-    return spec, params_from_links(spec, module, links)
+    return _TABLE.from_torch(module)
 
 
 def binding(module, *args, **kwargs):
     """The :class:`~geomp_ref.interop.Binding` of one ``module(inp)`` call (refuses a LieConv in
     training mode: that call would move its radius)."""
-    import_torch()
-    _check(module)
-    return _graph.binding(module, args, kwargs, run=True)
+    return _TABLE.binding(module, *args, **kwargs)
 
 
 def inputs_from_torch(module, *args, **kwargs):
@@ -117,9 +118,8 @@ def inputs_from_torch(module, *args, **kwargs):
         The call's neighbourhoods would be drawn at random (``mc_samples``, ``knn``), or a
         setting of :func:`from_torch` is refused.
     """
-    import_torch()
-    _check(module)
-    b = _graph.binding(module, args, kwargs, run=False)
+    _TABLE.load(module)
+    b = _graph.binding(module, args, kwargs, run=False)  # no mode check: the peer does not run
     return b.graph, b.inputs
 
 

@@ -50,9 +50,9 @@ from __future__ import annotations
 
 from . import _ponita_basis as _basis
 from . import _ponita_conv as _conv
+from ._adapter import KindTable
 from ._ponita_basis import basis_from_torch
 from ._stack import LayerReport, StackReport, compare_layers, find_layers
-from ._torch import import_torch, params_from_links
 from .compare import bind_compare
 
 __all__ = [
@@ -82,22 +82,15 @@ _KINDS = (
      _basis.cutoff_binding),
 )
 
+_TABLE = KindTable(__name__, _KINDS)
+
 #: The module types this adapter converts.
-SUPPORTED = tuple(k[0] for k in _KINDS)
-
-
-def _kind(module):
-    for kind in _KINDS:
-        if kind[1](module):
-            return kind
-    raise TypeError(
-        f"geomp_ref.interop.ponita converts {', '.join(SUPPORTED)}; got {type(module).__name__}"
-    )
+SUPPORTED = _TABLE.supported
 
 
 def matches(module) -> bool:
     """True when this adapter converts ``module`` (class name and structure; no torch import)."""
-    return any(kind[1](module) for kind in _KINDS)
+    return _TABLE.matches(module)
 
 
 def from_torch(module, **options):
@@ -115,25 +108,20 @@ def from_torch(module, **options):
     ImportError
         torch is missing (the ``peers`` extra).
     """
-    import_torch()
-    spec, links, _ = _kind(module)[2](module, **options)
-    return spec, params_from_links(spec, module, links)
+    return _TABLE.from_torch(module, **options)
 
 
 def binding(module, *args, **kwargs):
     """The :class:`~geomp_ref.interop.Binding` of one ``module(*args, **kwargs)`` call."""
-    import_torch()
-    kind = _kind(module)
+    kind = _TABLE.load(module)
     _conv.check_calibration(module, type(module).__name__)
-    return kind[3](module, *args, **kwargs)
+    return kind.binding(module, *args, **kwargs)
 
 
 def inputs_from_torch(module, *args, **kwargs):
     """``(graph, inputs)`` for ``spec.forward(params, graph, *inputs)`` from the peer's call
     arguments (``graph`` is None for the graph-free basis modules)."""
-    import_torch()
-    b = _kind(module)[3](module, *args, **kwargs)  # no calibration check: nothing runs
-    return b.graph, b.inputs
+    return _TABLE.inputs(module, *args, **kwargs)  # no calibration check: nothing runs
 
 
 compare = bind_compare(__name__)

@@ -56,8 +56,8 @@ from __future__ import annotations
 from . import _segnn_bind as _bind
 from . import _segnn_convert as _convert
 from . import _segnn_o3 as _o3
+from ._adapter import KindTable
 from ._segnn_nbody import nbody_data, nbody_edges
-from ._torch import import_peer, import_torch, params_from_links
 from .compare import bind_compare
 
 __all__ = [
@@ -82,27 +82,21 @@ _KINDS = (
      _o3.tp_convert, _bind.tp_binding),
 )
 
+
+def _covered(module, links) -> None:
+    _o3.check_covered(module, links, type(module).__name__)
+
+
+# torch and e3nn imported first; every parameter of the module must be linked
+_TABLE = KindTable(__name__, _KINDS, peers=("e3nn",), check_links=_covered)
+
 #: The module types this adapter converts.
-SUPPORTED = tuple(k[0] for k in _KINDS)
-
-
-def _kind(module):
-    for kind in _KINDS:
-        if kind[1](module):
-            return kind
-    raise TypeError(
-        f"geomp_ref.interop.segnn converts {', '.join(SUPPORTED)}; got {type(module).__name__}"
-    )
+SUPPORTED = _TABLE.supported
 
 
 def matches(module) -> bool:
     """True when this adapter converts ``module`` (class name and structure; no torch import)."""
-    return any(kind[1](module) for kind in _KINDS)
-
-
-def _peers():
-    import_torch()
-    import_peer("e3nn", "geomp_ref.interop.segnn")
+    return _TABLE.matches(module)
 
 
 def from_torch(module):
@@ -117,27 +111,19 @@ def from_torch(module):
     ImportError
         torch or e3nn is missing (the ``peers`` extra).
     """
-    _peers()
-    kind = _kind(module)
-    spec, links, _ = kind[2](module)
-    _o3.check_covered(module, links, type(module).__name__)
-    return spec, params_from_links(spec, module, links)
+    return _TABLE.from_torch(module)
 
 
 def binding(module, *args, **kwargs):
     """The :class:`~geomp_ref.interop.Binding` of one ``module(*args, **kwargs)`` call."""
-    _peers()
-    b = _kind(module)[3](module, *args, **kwargs)
-    _o3.check_covered(module, b.param_links, type(module).__name__)
-    return b
+    return _TABLE.binding(module, *args, **kwargs)
 
 
 def inputs_from_torch(module, *args, **kwargs):
     """``(graph, inputs)`` for ``spec.forward(params, graph, *inputs)`` (``graph`` is None for
     the graph-free O3 blocks) from the arguments of one ``module`` call (a PyG ``Data`` for
     ``SEGNN``)."""
-    b = binding(module, *args, **kwargs)
-    return b.graph, b.inputs
+    return _TABLE.inputs(module, *args, **kwargs)
 
 
 compare = bind_compare(__name__)

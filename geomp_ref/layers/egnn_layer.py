@@ -28,43 +28,9 @@ Order inside a layer (as in the published code): messages, coordinate update (pr
 :math:`\Delta`), node update; the velocity term uses the pre-update :math:`h_i` and the *input*
 velocity (a layer never updates v).
 
-Flavours of vgsatorras/egnn (every option is a named field, ``None`` = the flavour's default):
-
-=================  ========================================  =========================
-option             ``flavour="gcl"`` (models/gcl.py E_GCL)   ``flavour="egnn_clean"``
-=================  ========================================  =========================
-activation         ``"relu"``                                ``"silu"``
-clamp              100.0 (always, elementwise on t_ij)       None (no clamp)
-normalize epsilon  ``+1`` (``norm_diff``)                    ``1e-8``
-coords_agg         ``"mean"``                                ``"mean"`` (or ``"sum"``)
-=================  ========================================  =========================
-
-``coords_weight`` is C (gcl's ``coords_weight``, default 1). ``velocity=True`` gives gcl's
-``E_GCL_vel``. ``update_coords=False`` with ``node_attr_features`` and ``attention`` gives the QM9
-layer ``E_GCL_mask``: there the edge mask multiplies every message by 0 or 1, which is the same
-function as leaving the masked edges out of the graph (build the graph from the edges whose mask
-is 1; the node mask is used only by the QM9 model's readout). Mean aggregation divides by the
-number of edges present (clamped >= 1), which equals the paper's C = 1/(M-1) only on complete
-graphs.
-
-Options beyond vgsatorras/egnn (all default to its behaviour), for other published EGNN layers
-such as lucidrains' egnn-pytorch: separate hidden widths of :math:`\phi_e`, :math:`\phi_x`,
-:math:`\phi_h` (``edge_hidden``, ``coord_hidden``, ``node_hidden``; the message width stays
-``hidden``); a bias on :math:`\phi_x`'s last layer (``coord_bias``); the mean of the messages
-instead of their sum (``messages_agg``); the normalisation :math:`\Delta/\max(\lVert\Delta\rVert,
-\epsilon)` (``norm_mode="max"``); a learned scalar :math:`s` on the direction (``coords_scale``);
-and a bound on the scalar weight :math:`w_{ij}` before it multiplies the direction
-(``weight_clamp``; ``clamp`` bounds the product :math:`t_{ij}` elementwise). Self-loops
-(:math:`i \to i` edges) are allowed: their :math:`\Delta` is 0, so they add a message
-:math:`\phi_e([h_i, h_i, 0, a_{ii}])` and nothing to the coordinates.
-
-Derivatives at the non-smooth points. Clamps (``clamp`` on :math:`t`, ``weight_clamp`` on
-:math:`w`): the cotangent passes on :math:`[-c, c]` (torch's convention) and is zero outside.
-Normalisation (:mod:`geomp_ref.layers.egnn_parts`): the true derivative of :math:`u`, finite at
-:math:`\Delta = 0` (:math:`I/\epsilon`, coincident atoms are fine); egnn_clean detaches the norm
-in torch, and ``detach_norm=True`` reproduces that gradient exactly (same values). gcl's
-autograd through ``sqrt`` gives NaN at :math:`\Delta = 0`. A self-loop's :math:`\Delta = x_i -
-x_i` is 0 for every x, so nothing flows back through it to x.
+The flavours of vgsatorras/egnn, the options beyond it (egnn-pytorch and others) and the
+derivatives at the non-smooth points (clamps, normalisation at coincident points, self-loops) are
+set out in :mod:`geomp_ref.layers.egnn_parts`.
 
 Squared lengths :math:`r_{ij}` above the float64 range (:math:`\lVert\Delta\rVert > 1.3\cdot
 10^{154}`) raise a ``ValueError`` naming ``x``: the messages would be NaN.
@@ -87,7 +53,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import backends as _backends
 from .._validate import (
     as_rng,
     check_bool,
@@ -111,18 +76,15 @@ from .egnn_parts import (
     EGNNCoordCache,
     EGNNLayerCache,
     EGNNVelocityCache,
-    direction,
-    direction_vjp,
+    coord_update,
+    coord_update_vjp,
+    split_first_product,
+    split_first_product_vjp,
 )
 from .mlp import MLP
 
-__all__ = [
-    "EGNNAttentionCache",
-    "EGNNCoordCache",
-    "EGNNLayer",
-    "EGNNLayerCache",
-    "EGNNVelocityCache",
-]
+__all__ = ["EGNNAttentionCache", "EGNNCoordCache", "EGNNLayer", "EGNNLayerCache",
+           "EGNNVelocityCache"]
 
 @dataclass(frozen=True)
 class EGNNLayer(Block):
@@ -328,12 +290,11 @@ class EGNNLayer(Block):
                        "EGNNLayer")
         check_optional(node_attr, "node_attr", self.node_attr_features > 0,
                        "node_attr_features > 0", "EGNNLayer")
-        if v is not None:
-            v = node_array(v, "v", graph, x.shape[1])
-        if edge_attr is not None:
-            edge_attr = edge_array(edge_attr, "edge_attr", graph, self.edge_features)
-        if node_attr is not None:
-            node_attr = node_array(node_attr, "node_attr", graph, self.node_attr_features)
+        v = None if v is None else node_array(v, "v", graph, x.shape[1])
+        edge_attr = (None if edge_attr is None
+                     else edge_array(edge_attr, "edge_attr", graph, self.edge_features))
+        node_attr = (None if node_attr is None
+                     else node_array(node_attr, "node_attr", graph, self.node_attr_features))
         src, dst = graph.src, graph.dst
         diff = -edge_vectors(graph, x)  # x_i - x_j: EGNN's sign is opposite to edge_vec
         r = geometry.edge_sqlength(diff, name="x")  # raises where |x_i - x_j|^2 overflows
@@ -342,8 +303,9 @@ class EGNNLayer(Block):
             parts = [h[dst], h[src], r[:, None]] + ([edge_attr] if edge_attr is not None else [])
             m, c_e = self.phi_e.forward(params["phi_e"], np.concatenate(parts, axis=1))
         else:
-            m, c_e = self.phi_e.forward_from_first(
-                params["phi_e"], self._first_product(params, graph, h, r, edge_attr))
+            z0 = split_first_product(params["phi_e"]["W0"], graph, h, r, edge_attr,
+                                     self.backend)
+            m, c_e = self.phi_e.forward_from_first(params["phi_e"], z0)
             edge_in = (r, edge_attr)
         c_att = None
         if self.attention:
@@ -353,23 +315,7 @@ class EGNNLayer(Block):
         c_x = None
         x_new = x
         if self.update_coords:
-            nrm = None
-            u = diff
-            if self.normalize:
-                u, nrm = direction(diff, self.norm_eps, self.norm_mode)
-            s, c_phi_x = self.phi_x.forward(params["phi_x"], m)
-            if self.tanh:
-                s = np.tanh(s)
-            w = s if self.weight_clamp is None else np.clip(s, -self.weight_clamp,
-                                                            self.weight_clamp)
-            t = self._scaled(params, u) * w
-            t_c = t if self.clamp is None else np.clip(t, -self.clamp, self.clamp)
-            if self.coords_agg == "mean":
-                agg_x = scatter.aggregate_mean(graph, t_c, backend=self.backend)
-            else:
-                agg_x = scatter.aggregate(graph, t_c, backend=self.backend)
-            x_new = x + self.coords_weight * agg_x
-            c_x = EGNNCoordCache(nrm, u, c_phi_x, s, t, w)
+            x_new, c_x = coord_update(self, params, graph, m, diff, x)
         c_v = None
         if self.velocity:
             pv, c_phi_v = self.phi_v.forward(params["phi_v"], h)
@@ -384,52 +330,6 @@ class EGNNLayer(Block):
         h_new = h + dh if self.residual else dh
         cache = EGNNLayerCache(graph, h, diff, c_e, c_att, m, c_x, c_v, c_h, edge_in)
         return (h_new, x_new), cache
-
-    def _first_product(self, params, graph, h, r, edge_attr):
-        r"""``[h_i, h_j, r, a] W0`` without forming the (E, 2H + 1 + A) edge input.
-
-        Split by rows of :math:`W_0`: :math:`(h W_0^{(i)})_{dst} + (h W_0^{(j)})_{src} +
-        r\,w_0^{(r)} + a W_0^{(a)}`, two node-sized products instead of an edge-sized one
-        (E / N times fewer operations). The sums are rounded in another order than the
-        concatenated product's, so the result agrees with the NumPy path to rounding, not bit
-        for bit; the NumPy backend keeps the literal form.
-        """
-        H = self.in_features
-        W0 = np.asarray(params["phi_e"]["W0"], dtype=np.float64)
-        a, b = h @ W0[:H], h @ W0[H:2 * H]
-        be = _backends.get(self.backend)
-        if hasattr(be, "edge_pair_sum"):  # one fused pass, same rounding
-            z0 = be.edge_pair_sum(graph, a, b, r, W0[2 * H])
-        else:
-            z0 = a[graph.dst]
-            z0 += b[graph.src]
-            z0 += r[:, None] * W0[2 * H]
-        if edge_attr is not None:
-            z0 += edge_attr @ W0[2 * H + 1:]
-        return z0
-
-    def _first_product_vjp(self, params, cache, g_z0):
-        """``(grad_W0, grad_h, grad_r, grad_a)`` of :meth:`_first_product` (the rows of ``W0``
-        reverse as the concatenated product would; the edge sums become node sums first)."""
-        graph, h, H = cache.graph, cache.h, self.in_features
-        r, edge_attr = cache.edge_in
-        W0 = np.asarray(params["phi_e"]["W0"], dtype=np.float64)
-        g_dst = scatter.aggregate(graph, g_z0, backend=self.backend)  # sum over edges into i
-        g_src = scatter.aggregate(graph.reverse(), g_z0, backend=self.backend)  # out of j
-        g_W0 = np.empty_like(W0)
-        g_W0[:H] = h.T @ g_dst
-        g_W0[H:2 * H] = h.T @ g_src
-        g_W0[2 * H] = r @ g_z0
-        g_a = None
-        if edge_attr is not None:
-            g_W0[2 * H + 1:] = edge_attr.T @ g_z0
-            g_a = g_z0 @ W0[2 * H + 1:].T
-        g_h = g_dst @ W0[:H].T + g_src @ W0[H:2 * H].T
-        return g_W0, g_h, g_z0 @ W0[2 * H], g_a
-
-    def _scaled(self, params, u):
-        """The direction times the learned scale (``u`` itself when there is none)."""
-        return u if self.coords_scale is None else u * params["coords_scale"]
 
     def backward(self, params, cache: EGNNLayerCache, grad_out):
         check_cache(cache, EGNNLayerCache, "EGNNLayer")
@@ -462,37 +362,9 @@ class EGNNLayer(Block):
         if self.coords_scale is not None and not self.update_coords:
             grads["coords_scale"] = np.zeros(1)  # declared, never used without the update
         if self.update_coords:
-            c_x = cache.coord
-            # x_new = x + C agg_x ; agg_x = AGG t_c
-            g_agg = self.coords_weight * gx_new
-            if self.coords_agg == "mean":
-                g_tc = scatter.aggregate_mean_vjp(graph, c_x.t, g_agg)
-            else:
-                g_tc = scatter.aggregate_vjp(graph, c_x.t, g_agg)
-            # t_c = clamp(t): the cotangent passes on [-c, c] (torch's convention at the bounds)
-            g_t = g_tc if self.clamp is None else g_tc * (np.abs(c_x.t) <= self.clamp)
-            # t = scale * u * w
-            g_us = g_t * c_x.w
-            g_w = np.sum(g_t * self._scaled(params, c_x.u), axis=1, keepdims=True)
-            g_u = g_us
-            if self.coords_scale is not None:
-                grads["coords_scale"] = np.sum(g_us * c_x.u, keepdims=True).reshape(1)
-                g_u = g_us * params["coords_scale"]
-            # w = clamp_w(s): the cotangent passes on [-c_w, c_w]
-            g_s = g_w
-            if self.weight_clamp is not None:
-                g_s = g_w * (np.abs(c_x.s) <= self.weight_clamp)
-            # s = tanh(phi_x(m))
-            if self.tanh:
-                g_s = g_s * (1.0 - c_x.s * c_x.s)
-            grads["phi_x"], (g_mx,) = self.phi_x.backward(params["phi_x"], c_x.phi_x, g_s)
+            g_mx, g_u_diff = coord_update_vjp(self, params, cache, gx_new, grads)
             g_m = g_m + g_mx
-            # u = direction(diff) (normalize), or u = diff
-            if self.normalize:
-                g_diff += direction_vjp(cache.diff, c_x.nrm, g_u, self.norm_eps, self.norm_mode,
-                                        self.detach_norm)
-            else:
-                g_diff += g_u
+            g_diff += g_u_diff
         if self.attention:
             c_att = cache.attention
             # m = m_raw * att ; att = phi_inf(m_raw)
@@ -503,15 +375,15 @@ class EGNNLayer(Block):
         # m_raw = phi_e([h_i, h_j, r, a])
         if cache.edge_in is None:
             grads["phi_e"], (g_e,) = self.phi_e.backward(params["phi_e"], cache.phi_e, g_m)
-            # h_i = h[dst], h_j = h[src]: sums at receivers and senders (the graph's own CSR
-            # orders)
+            # h_i = h[dst], h_j = h[src]: sums at receivers and senders (the graph's CSR orders)
             g_h += scatter.aggregate(graph, g_e[:, :H], backend=self.backend)
             g_h += scatter.aggregate(graph.reverse(), g_e[:, H:2 * H], backend=self.backend)
             g_a = g_e[:, 2 * H + 1:] if self.edge_features else None
             g_r = g_e[:, 2 * H]
         else:
             rest, g_z0 = self.phi_e.backward_to_first(params["phi_e"], cache.phi_e, g_m)
-            g_W0, g_he, g_r, g_a = self._first_product_vjp(params, cache, g_z0)
+            g_W0, g_he, g_r, g_a = split_first_product_vjp(params["phi_e"]["W0"], cache, g_z0,
+                                                           self.backend)
             grads["phi_e"] = {k: g_W0 if k == "W0" else rest[k]
                               for k in self.phi_e.param_shapes()}
             g_h += g_he
