@@ -314,20 +314,9 @@ class Gate(Block):
         p = go_y * cache.y
         for a, b, c, n, d in runs:  # sum over the 2l+1 components of each gated copy
             grad_a[:, c:c + n] = p[:, a:b].reshape(z, n, d).sum(axis=2)
-        # reverses `a_g[:, a0:b0] = c * f(g[:, a0:b0])` (with the forward's c f'(g) if kept)
-        if cache.dg is not None:
-            grad_g = cache.dg * grad_a
-        else:
-            grad_g = np.empty_like(cache.g)
-            for (_, _, _, a0, b0), act in zip(bg, act_g):
-                grad_g[:, a0:b0] = act.f_vjp(cache.g[:, a0:b0], act.c * grad_a[:, a0:b0])
-        # reverses `out_s[:, a:b] = c * f(s[:, a:b])`
-        if cache.ds is not None:
-            grad_s = cache.ds * go_s
-        else:
-            grad_s = np.empty_like(cache.s)
-            for (_, _, _, a, b), act in zip(bs, act_s):
-                grad_s[:, a:b] = act.f_vjp(cache.s[:, a:b], act.c * go_s[:, a:b])
+        # reverses `a_g = c f(g)` and `out_s = c f(s)` (with the forward's c f'(.) if kept)
+        grad_g = _activate_vjp(cache.g, cache.dg, bg, act_g, grad_a)
+        grad_s = _activate_vjp(cache.s, cache.ds, bs, act_s, go_s)
         # reverses the split of x into (s, g, y)
         grad_x = np.zeros((z, self.irreps_in.dim))
         for sl, gpart in zip(part_slices, (grad_s, grad_g, grad_y)):
@@ -345,4 +334,15 @@ def _gate_runs(y, a, runs):
     z = y.shape[0]
     for lo, hi, c, n, d in runs:
         out[:, lo:hi] = (y[:, lo:hi].reshape(z, n, d) * a[:, c:c + n, None]).reshape(z, n * d)
+    return out
+
+
+def _activate_vjp(x, d, blocks, acts, g):
+    """Reverses ``Gate._activate``: ``d * g`` with the kept derivative ``d = c f'(x)``, else
+    block by block ``f_vjp(x, c g)``."""
+    if d is not None:
+        return d * g
+    out = np.empty_like(x)
+    for (_, _, _, a, b), act in zip(blocks, acts):
+        out[:, a:b] = act.f_vjp(x[:, a:b], act.c * g[:, a:b])
     return out
