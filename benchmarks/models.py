@@ -184,18 +184,24 @@ def _steerable_peers():
     return tp
 
 
-def build_segnn(args):
+def _random_graph(rng, n: int, e: int):
+    """``(graph, pos)``: ``e`` random edges, no self-loops, on ``n`` nodes; positions ~ N(0, 9)."""
     from geomp_ref.graph import make_graph
+
+    src = rng.integers(0, n, size=e)
+    dst = (src + rng.integers(1, n, size=e)) % n
+    graph = make_graph(np.stack([src, dst]).astype(np.int64), n)
+    return graph, rng.normal(size=(n, 3)) * 3.0
+
+
+def build_segnn(args):
     from geomp_ref.layers.segnn import SEGNN
     from geomp_ref.layers.segnn_attributes import segnn_attributes, segnn_attributes_vjp
 
     tp = _steerable_peers()
     rng = np.random.default_rng(0)
     n, e = 1000, 10_000
-    src = rng.integers(0, n, size=e)
-    dst = (src + rng.integers(1, n, size=e)) % n
-    graph = make_graph(np.stack([src, dst]).astype(np.int64), n)
-    pos = rng.normal(size=(n, 3)) * 3.0
+    graph, pos = _random_graph(rng, n, e)
     hid = "32x0e+32x1o"
     net0 = SEGNN(hid, hid, hid, num_layers=1, lmax_attr=1, task="node", mode="reference")
     params = net0.layer.init(rng)
@@ -229,16 +235,12 @@ def build_segnn(args):
 
 
 def build_tfn(args):
-    from geomp_ref.graph import make_graph
     from geomp_ref.layers.tfn import TFNConv
 
     tp = _steerable_peers()
     rng = np.random.default_rng(0)
     n, e = 1000, 10_000
-    src = rng.integers(0, n, size=e)
-    dst = (src + rng.integers(1, n, size=e)) % n
-    graph = make_graph(np.stack([src, dst]).astype(np.int64), n)
-    pos = rng.normal(size=(n, 3)) * 3.0
+    graph, pos = _random_graph(rng, n, e)
     irr = "32x0e+32x1o"
     lay0 = TFNConv(irreps_in=irr, irreps_out=irr, lmax=2, max_radius=10.0, num_basis=10,
                    radial_neurons=64, num_neighbors=10.0, gate=True)
