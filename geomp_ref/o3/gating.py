@@ -57,7 +57,7 @@ from .activations import (  # ACTIVATIONS and the constants are re-exported here
 from .irreps import Irreps
 
 #: Activations the fused path evaluates (as e3nn's Gate calls them); others use the reference.
-_FUSED = {"silu": {}, "sigmoid": {}, "tanh": {}}
+_FUSED = frozenset({"silu", "sigmoid", "tanh"})
 
 __all__ = [
     "ACTIVATIONS",
@@ -229,7 +229,6 @@ class Gate(Block):
         scal_out = [(m, 0, p) for (m, *_), p in zip(bs, out_par["act_scalars"])]
         put(self, "irreps_out", _to_irreps(scal_out + gated_out))
         sizes = [2 * l_ + 1 for m, l_, _ in parts[2] for _ in range(m)]
-        rep = np.repeat(np.arange(len(sizes)), sizes)
         copy_starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         # runs of consecutive gated copies of one size d: (columns a:b, copies c:c+n, n, d), so
         # that a run's gates broadcast over a (Z, n, d) view instead of being gathered
@@ -244,8 +243,7 @@ class Gate(Block):
         put(
             self,
             "_plan",
-            (part_slices, acts["act_scalars"], acts["act_gates"], bs, bg, rep, copy_starts,
-             tuple(runs)),
+            (part_slices, acts["act_scalars"], acts["act_gates"], bs, bg, tuple(runs)),
         )
 
     def param_shapes(self) -> dict:
@@ -269,7 +267,7 @@ class Gate(Block):
         batch = tuple(x.shape[:-1])
         z = math.prod(batch)
         x = x.reshape(z, self.irreps_in.dim)
-        part_slices, act_s, act_g, bs, bg, _, _, runs = self._plan
+        part_slices, act_s, act_g, bs, bg, runs = self._plan
         s, g, y = (
             np.concatenate([x[:, a:b] for a, b in sl], axis=1) if sl else np.zeros((z, 0))
             for sl in part_slices
@@ -278,7 +276,7 @@ class Gate(Block):
             act.name in _FUSED for act in tuple(act_s) + tuple(act_g))
         out_s, ds = self._activate(s, bs, act_s, fused)
         a_g, dg = self._activate(g, bg, act_g, fused)
-        out_y = _gate_runs(y, a_g, runs)  # y * a_g[:, rep]
+        out_y = _gate_runs(y, a_g, runs)  # each gated copy times its gate
         out = np.concatenate([out_s, out_y], axis=1)
         return out.reshape(batch + (self.irreps_out.dim,)), GateCache(s, g, a_g, y, batch,
                                                                        ds, dg)
@@ -292,8 +290,7 @@ class Gate(Block):
             return out, None
         d = np.empty_like(x)
         for (_, _, _, a, b), act in zip(blocks, acts):
-            _, y, dy = _ops_act.activate(act.name, x[:, a:b], backend=self.backend,
-                                         **_FUSED[act.name])
+            _, y, dy = _ops_act.activate(act.name, x[:, a:b], backend=self.backend)
             out[:, a:b] = act.c * y
             d[:, a:b] = act.c * dy
         return out, d
@@ -305,10 +302,10 @@ class Gate(Block):
         go = _grad_out(grad_out, batch + (self.irreps_out.dim,), "Gate")
         z = cache.s.shape[0]
         go = go.reshape(z, self.irreps_out.dim)
-        part_slices, act_s, act_g, bs, bg, _, _, runs = self._plan
+        part_slices, act_s, act_g, bs, bg, runs = self._plan
         ns = cache.s.shape[1]
         go_s, go_y = go[:, :ns], go[:, ns:]
-        # reverses `out_y = y * a_g[:, rep]`
+        # reverses `out_y = y * (gate of each copy)`
         grad_y = _gate_runs(go_y, cache.a, runs)
         grad_a = np.zeros_like(cache.a)
         p = go_y * cache.y
@@ -328,7 +325,7 @@ class Gate(Block):
 
 
 def _gate_runs(y, a, runs):
-    """``y * a[:, rep]``: every gated copy times its gate, run by run (no gathered copy of
+    """``y`` with every gated copy times its gate ``a[:, copy]``, run by run (no gathered copy of
     ``a``; the same products)."""
     out = np.empty_like(y)
     z = y.shape[0]
