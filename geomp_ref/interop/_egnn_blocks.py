@@ -40,7 +40,7 @@ from ..graph import Graph
 from ..layers.base import Block, check_backend, check_params, check_real
 from ..layers.egnn import EGNN, EGNNCache
 from ..layers.egnn_layer import EGNNLayer, EGNNLayerCache
-from ..layers.gcl import GCL
+from ..layers.gcl import GCL, GCLStackParams
 from ..layers.mlp import MLP, MLPCache
 from ..layers.radial_field import RadialFieldLayer
 from ..ops import activations
@@ -173,7 +173,7 @@ class GCLNetworkCache(NamedTuple):
 
 
 @dataclass(frozen=True)
-class GCLNetwork(Block):
+class GCLNetwork(GCLStackParams, Block):
     r"""``forward(params, graph, nodes, edge_attr=None) -> (out, cache)``:
     ``h = Lin(in -> H)(nodes)``, ``num_layers`` x :class:`~geomp_ref.layers.gcl.GCL` (the same
     ``edge_attr`` for each), ``out = Lin(H -> H) -> act -> Lin(H -> out)``.
@@ -220,21 +220,6 @@ class GCLNetwork(Block):
         set_(self, "layer", GCL(H, H, H, self.edge_features, act, self.attention, self.recurrent,
                                 self.bias, self.backend))
         set_(self, "decoder", MLP((H, H, self.out_features), act))
-
-    def param_shapes(self) -> dict:
-        return {
-            "embedding": self.embedding.param_shapes(),
-            "layers": {str(k): self.layer.param_shapes() for k in range(self.num_layers)},
-            "decoder": self.decoder.param_shapes(),
-        }
-
-    def init(self, rng) -> dict:
-        rng = as_rng(rng, "rng")
-        return {
-            "embedding": self.embedding.init(rng),
-            "layers": {str(k): self.layer.init(rng) for k in range(self.num_layers)},
-            "decoder": self.decoder.init(rng),
-        }
 
     def forward(self, params, graph, nodes, edge_attr=None):
         check_params(params, self.param_shapes(), "GCLNetwork", exact=True)

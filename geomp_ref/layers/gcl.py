@@ -45,7 +45,7 @@ from ..ops import activations, scatter
 from .base import Block, check_backend, check_optional, check_params
 from .mlp import MLP, MLPCache
 
-__all__ = ["GCL", "GCLAttentionCache", "GCLCache"]
+__all__ = ["GCL", "GCLAttentionCache", "GCLCache", "GCLStackParams"]
 
 
 class GCLAttentionCache(NamedTuple):
@@ -185,3 +185,24 @@ class GCL(Block):
         g_h += scatter.aggregate(graph.reverse(), g_e[:, C:2 * C], backend=self.backend)
         g_a = g_e[:, 2 * C:] if self.edge_features else None
         return grads, (g_h, g_a)
+
+
+class GCLStackParams:
+    """Params of an ``embedding -> num_layers x layer -> decoder`` network (the N-body GNN and
+    the published ``GNN``): ``{"embedding", "layers": {"0", ...}, "decoder"}``, drawn in that
+    order. Mixed into blocks that set ``embedding``, ``layer``, ``num_layers`` and ``decoder``."""
+
+    def param_shapes(self) -> dict:
+        return {
+            "embedding": self.embedding.param_shapes(),
+            "layers": {str(k): self.layer.param_shapes() for k in range(self.num_layers)},
+            "decoder": self.decoder.param_shapes(),
+        }
+
+    def init(self, rng) -> dict:
+        rng = as_rng(rng, "rng")
+        return {
+            "embedding": self.embedding.init(rng),
+            "layers": {str(k): self.layer.init(rng) for k in range(self.num_layers)},
+            "decoder": self.decoder.init(rng),
+        }

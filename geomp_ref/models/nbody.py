@@ -41,7 +41,7 @@ from .._validate import grad_out as _grad_out
 from ..graph import Graph
 from ..layers.base import Block, check_backend, check_params, check_real
 from ..layers.egnn_layer import EGNNLayer
-from ..layers.gcl import GCL
+from ..layers.gcl import GCL, GCLStackParams
 from ..layers.mlp import MLP, MLPCache
 from ..layers.radial_field import RadialFieldLayer
 from ..ops import activations
@@ -108,7 +108,7 @@ class NBodyGNNCache(NamedTuple):
 
 
 @dataclass(frozen=True)
-class NBodyGNN(Block):
+class NBodyGNN(GCLStackParams, Block):
     r"""The GNN baseline: ``h = Lin(6->H)([x, v])``, ``num_layers`` x GCL with edge attribute
     :math:`q_i q_j`, ``x_pred = decoder(h)`` (not a displacement: the decoder outputs positions).
 
@@ -135,21 +135,6 @@ class NBodyGNN(Block):
                                               attention=self.attention, recurrent=self.recurrent,
                                               backend=self.backend))
         object.__setattr__(self, "decoder", MLP((H, H, 3), act))
-
-    def param_shapes(self) -> dict:
-        return {
-            "embedding": self.embedding.param_shapes(),
-            "layers": {str(k): self.layer.param_shapes() for k in range(self.num_layers)},
-            "decoder": self.decoder.param_shapes(),
-        }
-
-    def init(self, rng) -> dict:
-        rng = as_rng(rng, "rng")
-        return {
-            "embedding": self.embedding.init(rng),
-            "layers": {str(k): self.layer.init(rng) for k in range(self.num_layers)},
-            "decoder": self.decoder.init(rng),
-        }
 
     def forward(self, params, graph, x, v, charges):
         check_params(params, self.param_shapes(), "NBodyGNN", exact=True)
