@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _machine import cpu_name  # noqa: E402  (benchmarks/ is the script folder)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -124,15 +125,7 @@ def wait_quiet(max_wait: float, threshold: float = 0.15) -> float:
 
 
 def machine() -> str:
-    cpu = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = cpu_name()
     vers = (f"numpy {np.__version__}, scipy {scipy.__version__}, numba {numba.__version__}, "
             f"torch {torch.__version__ if torch else 'absent'}")
     return (f"{cpu}, {os.cpu_count()} logical CPUs, numba threads {numba.get_num_threads()} "

@@ -44,6 +44,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _machine import cpu_name  # noqa: E402  (benchmarks/ is the script folder)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -58,12 +59,7 @@ def machine(threads: int) -> str:
     import numba
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     blas = "?"
     try:
         cfg = np.show_config(mode="dicts")["Build Dependencies"]["blas"]

@@ -32,20 +32,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _machine import cpu_name  # noqa: E402  (benchmarks/ is the script folder)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def machine() -> str:
-    cpu = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = cpu_name()
     return (f"# {cpu}, {os.cpu_count()} logical CPUs; {platform.platform()}; Python "
             f"{platform.python_version()}, NumPy {np.__version__}")
 

@@ -19,25 +19,14 @@ smaller step dominates).
 
 from __future__ import annotations
 
-import numpy as np
-
-from ..graph import complete_graph
 from ..models.nbody_steerable import NBodySEGNN, NBodyTFN
-from ..testing import random_points
 from . import Case
-
-N_BALLS = 5
+from .nbody import _systems as _nbody_systems
 
 
 def _systems(rng, num_nodes):
-    """Complete graphs of five bodies (the last system takes the remainder) and (x, v, charges)."""
-    sizes = [N_BALLS] * max(1, num_nodes // N_BALLS)
-    sizes[-1] += num_nodes - sum(sizes)
-    batch = np.repeat(np.arange(len(sizes)), sizes)
-    graph = complete_graph(num_nodes, batch)
-    x = np.concatenate([random_points(rng, s, min_dist=0.5, scale=1.5) for s in sizes])
-    v = rng.normal(size=(num_nodes, 3))
-    charges = rng.choice([-1.0, 1.0], size=(num_nodes, 1))
+    """Five-body systems with inputs (x, v, charges), as the other N-body cases draw them."""
+    graph, x, v, charges = _nbody_systems(rng, num_nodes)
     return graph, (x, v, charges)
 
 
