@@ -69,7 +69,10 @@ def as_float64(x, name: str, *, ndim: int | tuple[int, ...] | None = None, finit
 
 def check_finite(arr: np.ndarray, name: str) -> None:
     """Raise ``ValueError`` naming ``name`` if ``arr`` holds NaN or inf."""
-    if arr.size and not np.isfinite(arr).all():
+    # A sum is finite only if every term is (NaN and inf propagate), and it reads the array
+    # once without a temporary; a non-finite sum (NaN/inf, or finite terms that overflow) is
+    # settled by the elementwise test.
+    if arr.size and not np.isfinite(arr.sum()) and not np.isfinite(arr).all():
         bad = np.argwhere(~np.isfinite(arr))[0]
         raise ValueError(
             f"{name} contains NaN or inf (first at index {tuple(int(b) for b in bad)}); "

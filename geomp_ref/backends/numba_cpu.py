@@ -75,6 +75,7 @@ from .numba_elementwise import (
     polynomial_cutoff,
     polynomial_cutoff_vjp,
 )
+from .numba_tp import tp_couple, tp_couple_vjp
 
 if not numba.config.CACHE_DIR:  # numba was imported before us: its config missed the variable
     numba.config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
@@ -101,6 +102,8 @@ __all__ = [
     "scatter_max",
     "scatter_mean",
     "scatter_sum",
+    "tp_couple",
+    "tp_couple_vjp",
     "unavailable_reason",
     "weighted_aggregate",
 ]
