@@ -47,24 +47,17 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .. import o3
-from .._validate import (
-    as_float64,
-    as_rng,
-    check_cache,
-    check_choice,
-    check_graph,
-    check_params,
-    edge_array,
-    node_array,
-)
+from .._validate import as_float64, as_rng, check_cache, check_choice, check_params
 from .._validate import grad_out as _grad_out
-from ..o3 import _tp_split
 from ..o3.activations import NORMALIZE_ACT
-from ..ops import activations, scatter
+from ..ops import activations
+from . import segnn_gathered
 from .base import Block, check_backend
 
 __all__ = ["MODES", "O3GatheredCache", "O3TensorProduct", "O3TensorProductCache",
            "O3TensorProductGate", "O3TensorProductGateCache"]
+
+O3GatheredCache = segnn_gathered.O3GatheredCache
 
 MODES = ("corrected", "reference")
 
@@ -91,19 +84,6 @@ class O3TensorProductCache(NamedTuple):
     rows: int
 
 
-class O3GatheredCache(NamedTuple):
-    """Cache of :meth:`O3TensorProduct.forward_gathered`: ``split`` the weights-first cache, or
-    None when the product ran on the concatenated rows (then ``tp`` holds its cache);
-    ``layout`` the segment kinds and widths; ``rows`` the number of edges; ``backend``."""
-
-    graph: Any
-    split: Any
-    tp: Any
-    layout: tuple
-    rows: int
-    backend: str
-
-
 @dataclass(frozen=True)
 class O3TensorProduct(Block):
     r"""SEGNN's bilinear steerable layer :math:`z = \mathrm{FCTP}_W(x_1, x_2) / F^{-1/2} + b`.
@@ -123,7 +103,10 @@ class O3TensorProduct(Block):
     layout; ``bias`` concatenates the biased blocks in order, absent when there is none).
     ``forward(params, x1, x2=None) -> (z, cache)`` with ``x1`` ``(Z, dim1)`` and ``x2``
     ``(Z, dim2)`` exactly when ``irreps_in2`` is set; ``backward(params, cache, grad_out) ->
-    (grads, (grad_x1, grad_x2 or None))``.
+    (grads, (grad_x1, grad_x2 or None))``. ``forward_gathered(params, graph, segments, x2,
+    backend)`` takes the edge rows of ``x1`` as node rows read at the receivers or senders plus
+    edge rows, and on non-numpy backends runs the weights on the node rows
+    (:mod:`geomp_ref.layers.segnn_gathered`; SEGNN's first message layer).
 
     Raises
     ------
@@ -168,7 +151,7 @@ class O3TensorProduct(Block):
                      zip(self.irreps_out, self.irreps_out.slices())
                      if ir.l == 0 and (ir.p == 1 or self.mode == "reference")]
         put(self, "tp", tp)
-        put(self, "_plans", {})
+        put(self, "_plans", {})  # segment layout -> weights-first plan (segnn_gathered)
         put(self, "_sqrt_k", sqrt_k)
         put(self, "_bias_cols", np.concatenate(bias_cols).astype(np.int64) if bias_cols
             else np.zeros(0, np.int64))
@@ -250,31 +233,6 @@ class O3TensorProduct(Block):
         grads["weight"] = gp["weight"]
         return grads, (gx1, gx2 if cache.has_x2 else None)
 
-    def _gathered_inputs(self, graph, segments, x2):
-        graph = check_graph(graph)
-        owner = type(self).__name__
-        if not isinstance(segments, (list, tuple)) or not segments:
-            raise TypeError(f"segments must be a non-empty list of (kind, array) pairs, kind in "
-                            f"{_tp_split.KINDS}; got {type(segments).__name__}")
-        arrays, layout = [], []
-        for n, item in enumerate(segments):
-            kind, arr = item
-            if kind not in _tp_split.KINDS:
-                raise ValueError(f"segments[{n}] kind must be one of {_tp_split.KINDS}; "
-                                 f"got {kind!r}")
-            arr = (edge_array if kind == "edge" else node_array)(arr, f"segments[{n}]", graph,
-                                                                   ndim=2)
-            arrays.append(arr)
-            layout.append((kind, arr.shape[1]))
-        if sum(w for _, w in layout) != self.irreps_in1.dim:
-            raise ValueError(f"segments must have {self.irreps_in1.dim} columns in all "
-                             f"({owner}.irreps_in1={self.irreps_in1}); got "
-                             f"{[w for _, w in layout]}")
-        if self.irreps_in2 is None:
-            raise ValueError(f"{owner}.forward_gathered needs irreps_in2 (the edge attribute)")
-        x2 = edge_array(x2, "x2", graph, self.irreps_in2.dim)
-        return graph, arrays, tuple(layout), x2
-
     def forward_gathered(self, params, graph, segments, x2, backend="numpy"):
         r""":meth:`forward` of the edge rows ``x1 = [seg_0, seg_1, ...]``, a segment being
         ``("dst", h)`` (node rows read at the receivers, ``h[dst]``), ``("src", h)`` (at the
@@ -283,55 +241,13 @@ class O3TensorProduct(Block):
         (:mod:`geomp_ref.o3._tp_split`; agrees with :meth:`forward` to rounding). The numpy
         backend, and products that do not split (a path with ``m2 > 1``, a segment boundary
         inside an irrep), evaluate :meth:`forward` on the concatenated rows. Returns ``(z,
-        cache)``; :meth:`backward_gathered` reverses it."""
-        owner = type(self).__name__
-        check_params(params, self.param_shapes(), owner, exact=True)
-        check_backend(backend, owner)
-        graph, arrays, layout, x2 = self._gathered_inputs(graph, segments, x2)
-        pl = None
-        if backend != "numpy":
-            if layout not in self._plans:
-                self._plans[layout] = _tp_split.plan(self.tp, layout)
-            pl = self._plans[layout]
-        if pl is None:
-            x1 = np.concatenate([a[graph.dst] if k == "dst" else a[graph.src] if k == "src"
-                                 else a for (k, _), a in zip(layout, arrays)], axis=1)
-            z, c = self.forward(params, x1, x2)
-            return z, O3GatheredCache(graph, None, c, layout, graph.num_edges, backend)
-        w = as_float64(params["weight"], "params['weight']")
-        out, c = _tp_split.forward(pl, w, graph, arrays, x2, backend)
-        out /= self._sqrt_k
-        if self.num_bias:
-            out[:, self._bias_index()] += as_float64(params["bias"], "params['bias']")
-        return out, O3GatheredCache(graph, c, None, layout, graph.num_edges, backend)
+        cache)``; :meth:`backward_gathered` reverses it (:mod:`.segnn_gathered`)."""
+        return segnn_gathered.forward(self, params, graph, segments, x2, backend)
 
-    def backward_gathered(self, params, cache: O3GatheredCache, grad_out):
+    def backward_gathered(self, params, cache, grad_out):
         """VJP of :meth:`forward_gathered`: ``(grads, (grad per segment, grad_x2))``, a node
         segment's gradient summed over the edges that read it."""
-        owner = type(self).__name__
-        check_cache(cache, O3GatheredCache, owner)
-        if cache.split is None:  # reverses the concatenation of the gathered segments
-            grads, (gx1, gx2) = self.backward(params, cache.tp, grad_out)
-            gsegs, start = [], 0
-            for kind, width in cache.layout:
-                part = gx1[:, start:start + width]
-                start += width
-                if kind != "edge":
-                    index = cache.graph.dst if kind == "dst" else cache.graph.src
-                    part = scatter.scatter_sum(part, index, cache.graph.num_nodes,
-                                               backend=cache.backend)
-                gsegs.append(part)
-            return grads, (gsegs, gx2)
-        g = _grad_out(grad_out, (cache.rows, self.irreps_out.dim), owner)
-        grads = {}
-        if self.num_bias:  # reverses `z[:, cols] += b`
-            grads["bias"] = g[:, self._bias_index()].sum(axis=0)
-        w = as_float64(params["weight"], "params['weight']")
-        gw, gsegs, gx2 = _tp_split.backward(self._plans[cache.layout], w, cache.split,
-                                            np.ascontiguousarray(g / self._sqrt_k),
-                                            cache.backend)
-        grads["weight"] = gw
-        return grads, (gsegs, gx2)
+        return segnn_gathered.backward(self, params, cache, grad_out)
 
 
 class O3TensorProductGateCache(NamedTuple):
