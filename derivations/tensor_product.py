@@ -29,6 +29,22 @@ The lesson
    The gate's own VJP, out = c f(g) y: d/dy = c f(g), d/dg = c f'(g) y (product rule), is
    checked symbolically too.
 
+3. Weights first. When a path takes a single copy of its x2 irrep (m2 = 1, as with spherical
+   harmonics), the uvw sum factors through the input degree i:
+
+       z_{w,k} = c sum_{u,i,j} W_{uw} C_{ijk} x1_{u,i} x2_j = sum_i y_{i,w} t_{i,k},
+       y_{i,w} = c sum_u x1_{u,i} W_{uw},   t_{i,k} = sum_j C_{ijk} x2_j,
+
+   and paths sharing x2's block, the output block and the input degree share t, so their y add
+   up before the coupling. y is linear in x1, so for a message network whose x1 is
+   [h_dst, h_src] the contraction x1 W can run on the node rows: (h W)[dst] + (h W')[src]. The
+   reverse mode then sees h read by several edges: dL/dh_n sums the edge cotangents of every
+   edge that reads node n (as receiver or sender) before the node-sized products. SymPy expands
+   the difference of the literal and the reordered sums to 0, and differentiates the summed
+   loss of a small graph with respect to the node features; the numbers must match
+   O3TensorProduct.forward_gathered / backward_gathered on the numba backend, which evaluates
+   exactly this way (geomp_ref.o3._tp_split).
+
 Run ``python3 derivations/tensor_product.py --check`` (default): exit status 0 on success.
 ``--print`` prints the constant table for pasting into gate.py.
 """
@@ -249,6 +265,65 @@ def derive_gate_constants(dps: int = 40) -> dict:
     return out
 
 
+def check_weights_first(rng) -> float:
+    """Part 3: the reordered sum equals the literal one (expanded to 0), and the gathered
+    backward on a 3-node graph equals SymPy's gradients; returns the max relative error."""
+    from geomp_ref import make_graph
+    from geomp_ref.layers.segnn_blocks import O3TensorProduct
+
+    blk = O3TensorProduct("1x0e+1x1o+1x0e+1x1o", "1x0e+1x1o", "1x0e+1x1o")
+    spec = blk.tp
+    z, x1, x2, w = derive_output(spec)
+    # the reordered evaluation: per path y = c x1 W, per key t = x2 C, z = sum_i y t
+    z2 = [sp.Integer(0)] * spec.irreps_out.dim
+    for ins, tab in zip(spec.instructions, spec._tables):
+        sl1, sl2, slo, (m1, m2, mo), (d1, d2, do), _, slw, _ = tab
+        assert ins.connection_mode == "uvw" and m2 == 1
+        C = _exact_C((d1 - 1) // 2, (d2 - 1) // 2, (do - 1) // 2)
+        fan = sum(q.path_shape[0] * q.path_shape[1] for q in spec.instructions
+                  if q.i_out == ins.i_out)  # uvw: F = sum of m1 m2 into this output
+        cp = sp.sqrt(sp.Rational(do, fan) * sp.nsimplify(ins.path_weight))  # exact, as derived
+        for wo in range(mo):
+            for k in range(do):
+                z2[slo.start + wo * do + k] += sum(
+                    (cp * sum(x1[sl1.start + u * d1 + i] * w[slw.start + u * mo + wo]
+                              for u in range(m1)))
+                    * sum(C[i, j, k] * x2[sl2.start + j] for j in range(d2))
+                    for i in range(d1))
+    for a, b in zip(z, z2):
+        assert sp.expand(a - b) == 0, "weights-first sum differs from the literal one"
+    # a 3-node graph: every edge reads h at its receiver and its sender
+    edges = np.array([[0, 1, 2, 2], [1, 2, 0, 1]])  # (src, dst)
+    g = make_graph(edges, 3)
+    h = sp.Matrix(3, 4, sp.symbols("h_0:12"))
+    a = sp.Matrix(4, 4, sp.symbols("a_0:16"))
+    # O3TensorProduct multiplies by sqrt(F_o), F_o = sum of m1 m2 into output block o (exact)
+    fans = [sum(q.path_shape[0] * q.path_shape[1] for q in spec.instructions if q.i_out == o)
+            for o in range(len(spec.irreps_out))]
+    scale = [sp.sqrt(fan) for fan, (mul, ir) in zip(fans, spec.irreps_out)
+             for _ in range(mul * ir.dim)]
+    L, gs = 0, sp.Matrix(4, 4, sp.symbols("g_0:16"))
+    for e, (j, i) in enumerate(edges.T):  # sender j, receiver i
+        sub = dict(zip(x1, list(h.row(i)) + list(h.row(j))))
+        sub.update(zip(x2, a.row(e)))
+        for k, zk in enumerate(z):  # O3TensorProduct: z sqrt(F) (+ a bias, zero here)
+            L += gs[e, k] * zk.subs(sub) * scale[k]
+    syms = list(h) + list(a) + list(w)
+    f = sp.lambdify((syms, list(gs)), [sp.diff(L, s) for s in syms], "numpy")
+    worst = 0.0
+    for _ in range(2):
+        vh, va = rng.standard_normal((3, 4)), rng.standard_normal((4, 4))
+        vw, vg = rng.standard_normal(len(w)), rng.standard_normal((4, 4))
+        ref = np.array(f(list(vh.ravel()) + list(va.ravel()) + list(vw), list(vg.ravel())),
+                       dtype=float)
+        params = {"weight": vw, "bias": np.zeros(blk.num_bias)}
+        _, cache = blk.forward_gathered(params, g, [("dst", vh), ("src", vh)], va, "numba")
+        gp, ((gd, gsrc), ga) = blk.backward_gathered(params, cache, vg)
+        got = np.concatenate([(gd + gsrc).ravel(), ga.ravel(), gp["weight"]])
+        worst = max(worst, float(np.max(np.abs(got - ref)) / max(1.0, np.max(np.abs(ref)))))
+    return worst
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
@@ -277,7 +352,10 @@ def main(argv=None) -> int:
     print(f"tensor product: SymPy gradients vs backward, max rel error {e_tp:.1e}")
     e_gate = check_gate_vjp(rng)
     print(f"gate: SymPy derivatives vs Gate.backward, max rel error {e_gate:.1e}")
-    ok = ok and e_tp < 1e-13 and e_gate < 1e-13
+    e_wf = check_weights_first(rng)
+    print(f"weights first: literal = reordered (SymPy), gathered backward vs SymPy, max rel "
+          f"error {e_wf:.1e}")
+    ok = ok and e_tp < 1e-13 and e_gate < 1e-13 and e_wf < 1e-13
     print(f"{'OK' if ok else 'FAILED'} in {time.perf_counter() - t0:.1f} s")
     return 0 if ok else 1
 
