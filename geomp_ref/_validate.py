@@ -72,7 +72,11 @@ def check_finite(arr: np.ndarray, name: str) -> None:
     # A sum is finite only if every term is (NaN and inf propagate), and it reads the array
     # once without a temporary; a non-finite sum (NaN/inf, or finite terms that overflow) is
     # settled by the elementwise test.
-    if arr.size and not np.isfinite(arr.sum()) and not np.isfinite(arr).all():
+    if not arr.size:
+        return
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflowing sum is no error here
+        total = arr.sum()
+    if not np.isfinite(total) and not np.isfinite(arr).all():
         bad = np.argwhere(~np.isfinite(arr))[0]
         raise ValueError(
             f"{name} contains NaN or inf (first at index {tuple(int(b) for b in bad)}); "

@@ -10,6 +10,7 @@ of every call is then replaced by NaN, inf, a wrong shape, a string and ``None``
 from __future__ import annotations
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -342,3 +343,35 @@ def test_testing_kit_refuses_junk():
     _named(lambda: testing.random_points(0, 3, min_dist=float("nan")), "min_dist", ValueError)
     _named(lambda: testing.symmetry_errors(object(), {}, g, (), (), (), "E3"), "layer", TypeError)
     _named(lambda: testing.backend_errors(object(), {}, g, ()), "layer", TypeError)
+
+
+@pytest.mark.parametrize("shape", [(7,), (40, 9), (3, 0), (0,)])
+def test_finiteness_check_finds_every_nan_and_inf_and_only_those(shape):
+    """The check sums first (one read) and tests elementwise only when the sum is not finite:
+    finite values whose sum overflows must pass, a single NaN or inf anywhere must not."""
+    from geomp_ref._validate import check_finite
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=shape)
+    check_finite(x, "x")
+    if x.size == 0:
+        return
+    huge = np.full(shape, np.finfo(np.float64).max / 2)  # the sum overflows to inf
+    huge.flat[::2] *= -1 if x.size > 3 else 1  # and mixed signs: partial sums inf and -inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a valid array raises no overflow warning either
+        check_finite(huge, "huge")
+    for bad in (np.nan, np.inf, -np.inf):
+        for pos in (0, x.size // 2, x.size - 1):
+            y = x.copy()
+            y.flat[pos] = bad
+            with pytest.raises(ValueError, match=r"y contains NaN or inf \(first at index"):
+                check_finite(y, "y")
+            z = huge.copy()
+            z.flat[pos] = bad
+            with pytest.raises(ValueError, match="z contains NaN or inf"):
+                check_finite(z, "z")
+    view = np.asarray(rng.normal(size=(6, 8)))[:, ::3]  # strided views are checked too
+    view[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"v contains NaN or inf \(first at index \(2, 1\)\)"):
+        check_finite(view, "v")
