@@ -18,8 +18,8 @@ The numba backend adds fused kernels that the ops and blocks use when a backend 
 with their derivatives (``activation``, ``activation_vjp``, ``activation_with_grad``), radial bases
 and cutoffs (``gaussian_rbf``, ``bessel_rbf``, ``cosine_cutoff``, ``polynomial_cutoff`` and their
 VJPs), SchNet's edge filter (``filter_aggregate`` and its VJP), ``edge_vectors_vjp``,
-``edge_pair_sum`` and the coupling of weights-first tensor products (``tp_couple`` and its VJP,
-:mod:`geomp_ref.backends.numba_tp`). For a
+``edge_pair_sum``, the coupling of weights-first tensor products (``tp_couple`` and its VJP)
+and the gate's scaling (``gate_scale`` and its VJP, :mod:`geomp_ref.backends.numba_tp`). For a
 backend without them (``"cuda"``) the ops compute these with the NumPy reference on the host. How
 the numba kernels share the cores with BLAS is described in :mod:`geomp_ref.backends._nbjit`.
 

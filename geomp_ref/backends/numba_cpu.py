@@ -75,7 +75,7 @@ from .numba_elementwise import (
     polynomial_cutoff,
     polynomial_cutoff_vjp,
 )
-from .numba_tp import tp_couple, tp_couple_vjp
+from .numba_tp import gate_scale, gate_scale_vjp, tp_couple, tp_couple_vjp
 
 if not numba.config.CACHE_DIR:  # numba was imported before us: its config missed the variable
     numba.config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
@@ -94,6 +94,8 @@ __all__ = [
     "edge_vectors_vjp",
     "filter_aggregate",
     "filter_aggregate_vjp",
+    "gate_scale",
+    "gate_scale_vjp",
     "gaussian_rbf",
     "gaussian_rbf_vjp",
     "is_available",

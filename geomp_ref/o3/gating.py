@@ -42,6 +42,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .. import backends as _backends
 from .._validate import as_float64, as_rng, check_cache, check_choice, check_params
 from .._validate import grad_out as _grad_out
 from ..layers.base import Block, check_backend
@@ -276,10 +277,21 @@ class Gate(Block):
             act.name in _FUSED for act in tuple(act_s) + tuple(act_g))
         out_s, ds = self._activate(s, bs, act_s, fused)
         a_g, dg = self._activate(g, bg, act_g, fused)
-        out_y = _gate_runs(y, a_g, runs)  # each gated copy times its gate
+        kern = self._kernels()
+        if kern is not None:  # one fused pass, the same products
+            out_y = kern.gate_scale(y, a_g, np.asarray(runs, dtype=np.int64).reshape(-1, 5))
+        else:
+            out_y = _gate_runs(y, a_g, runs)  # each gated copy times its gate
         out = np.concatenate([out_s, out_y], axis=1)
         return out.reshape(batch + (self.irreps_out.dim,)), GateCache(s, g, a_g, y, batch,
                                                                        ds, dg)
+
+    def _kernels(self):
+        """The backend module when it has the fused gate kernels (numba), else None."""
+        if self.backend == "numpy":
+            return None
+        be = _backends.get(self.backend)
+        return be if hasattr(be, "gate_scale") else None
 
     def _activate(self, x, blocks, acts, fused):
         """``c f(x)`` per block; with ``fused`` also ``c f'(x)`` (else None)."""
@@ -306,11 +318,17 @@ class Gate(Block):
         ns = cache.s.shape[1]
         go_s, go_y = go[:, :ns], go[:, ns:]
         # reverses `out_y = y * (gate of each copy)`
-        grad_y = _gate_runs(go_y, cache.a, runs)
-        grad_a = np.zeros_like(cache.a)
-        p = go_y * cache.y
-        for a, b, c, n, d in runs:  # sum over the 2l+1 components of each gated copy
-            grad_a[:, c:c + n] = p[:, a:b].reshape(z, n, d).sum(axis=2)
+        kern = self._kernels()
+        if kern is not None:  # one fused pass: the products, the sums over components
+            grad_y, grad_a = kern.gate_scale_vjp(
+                np.ascontiguousarray(go_y), cache.y, cache.a,
+                np.asarray(runs, dtype=np.int64).reshape(-1, 5))
+        else:
+            grad_y = _gate_runs(go_y, cache.a, runs)
+            grad_a = np.zeros_like(cache.a)
+            p = go_y * cache.y
+            for a, b, c, n, d in runs:  # sum over the 2l+1 components of each gated copy
+                grad_a[:, c:c + n] = p[:, a:b].reshape(z, n, d).sum(axis=2)
         # reverses `a_g = c f(g)` and `out_s = c f(s)` (with the forward's c f'(.) if kept)
         grad_g = _activate_vjp(cache.g, cache.dg, bg, act_g, grad_a)
         grad_s = _activate_vjp(cache.s, cache.ds, bs, act_s, go_s)

@@ -429,3 +429,56 @@ def test_backends_without_fused_kernels_use_the_reference():
     w, sc = rng.normal(size=(3, 3)), rng.uniform(size=3)
     np.testing.assert_array_equal(EF.filter_aggregate(g, x[:3], w, sc, backend="cuda"),
                                   EF.filter_aggregate(g, x[:3], w, sc))
+
+
+# --- the gate's scaling of gated irreps ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("irreps_gated,z", [("3x1o+2x2e", 17), ("1x1o", 5), ("2x1e+1x3o", 0)])
+def test_gate_scale_against_the_numpy_gate(twin, irreps_gated, z):
+    """The gated part of :class:`geomp_ref.o3.Gate`: the products bit-identical to NumPy's
+    broadcast, the sums over components equal to NumPy's reduction (up to the sign of 0)."""
+    from geomp_ref import o3
+    from geomp_ref.o3.gating import _gate_runs
+
+    gated = o3.Irreps(irreps_gated)
+    gate = o3.Gate("2x0e", ["silu"], f"{gated.num_irreps}x0e", ["sigmoid"], gated)
+    runs = np.asarray(gate._plan[5], dtype=np.int64).reshape(-1, 5)
+    rng = np.random.default_rng(z)
+    y = rng.normal(size=(z, gated.dim))
+    a = rng.normal(size=(z, gated.num_irreps))
+    out = NB.gate_scale(y, a, runs)
+    np.testing.assert_array_equal(out, _gate_runs(y, a, gate._plan[5]))
+    go = rng.normal(size=y.shape)
+    gy, ga = NB.gate_scale_vjp(go, y, a, runs)
+    np.testing.assert_array_equal(gy, _gate_runs(go, a, gate._plan[5]))
+    want = np.zeros_like(a)
+    for lo, hi, c, n, d in gate._plan[5]:
+        want[:, c:c + n] = (go[:, lo:hi] * y[:, lo:hi]).reshape(z, n, d).sum(axis=2)
+    np.testing.assert_array_equal(ga, want)
+    # the whole gate: the numba backend against the numpy one
+    x = rng.normal(size=(z, gate.irreps_in.dim))
+    g_np, g_nb = gate, o3.Gate("2x0e", ["silu"], f"{gated.num_irreps}x0e", ["sigmoid"], gated,
+                               backend="numba")
+    o_np, c_np = g_np.forward({}, x)
+    o_nb, c_nb = g_nb.forward({}, x)
+    cot = rng.normal(size=o_np.shape)
+    assert _scaled_err(o_nb, o_np) <= 1e-13
+    assert _scaled_err(g_nb.backward({}, c_nb, cot)[1][0],
+                       g_np.backward({}, c_np, cot)[1][0]) <= 1e-13
+
+
+def test_gate_scale_refuses_misfit_runs():
+    y, a = np.zeros((3, 9)), np.zeros((3, 3))
+    runs = np.array([[0, 9, 0, 3, 3]])
+    NB.gate_scale(y, a, runs)
+    with pytest.raises(ValueError, match="runs"):
+        NB.gate_scale(y, a, np.array([[0, 9, 1, 3, 3]]))  # gates c + n beyond a
+    with pytest.raises(ValueError, match="runs"):
+        NB.gate_scale(y, a, np.array([[0, 8, 0, 3, 3]]))  # hi != lo + n d
+    with pytest.raises(ValueError, match="fit"):
+        NB.gate_scale(y, a[:2], runs)
+    with pytest.raises(TypeError, match="float64"):
+        NB.gate_scale(y.astype(np.float32), a, runs)
+    with pytest.raises(ValueError, match="go"):
+        NB.gate_scale_vjp(np.zeros((3, 8)), y, a, runs)
