@@ -146,6 +146,7 @@ class Gate(Block):
     irreps_out: Any = field(init=False, repr=False, compare=False)
     input_columns: Any = field(init=False, repr=False, compare=False)
     _plan: tuple = field(init=False, repr=False, compare=False)
+    _runs: Any = field(init=False, repr=False, compare=False)  # the runs as an (R, 5) int64 array
 
     def __post_init__(self):
         put = object.__setattr__
@@ -246,6 +247,7 @@ class Gate(Block):
             "_plan",
             (part_slices, acts["act_scalars"], acts["act_gates"], bs, bg, tuple(runs)),
         )
+        put(self, "_runs", np.asarray(runs, dtype=np.int64).reshape(-1, 5))
 
     def param_shapes(self) -> dict:
         """No parameters: ``{}``."""
@@ -279,7 +281,7 @@ class Gate(Block):
         a_g, dg = self._activate(g, bg, act_g, fused)
         kern = self._kernels()
         if kern is not None:  # one fused pass, the same products
-            out_y = kern.gate_scale(y, a_g, np.asarray(runs, dtype=np.int64).reshape(-1, 5))
+            out_y = kern.gate_scale(y, a_g, self._runs)
         else:
             out_y = _gate_runs(y, a_g, runs)  # each gated copy times its gate
         out = np.concatenate([out_s, out_y], axis=1)
@@ -320,9 +322,8 @@ class Gate(Block):
         # reverses `out_y = y * (gate of each copy)`
         kern = self._kernels()
         if kern is not None:  # one fused pass: the products, the sums over components
-            grad_y, grad_a = kern.gate_scale_vjp(
-                np.ascontiguousarray(go_y), cache.y, cache.a,
-                np.asarray(runs, dtype=np.int64).reshape(-1, 5))
+            grad_y, grad_a = kern.gate_scale_vjp(np.ascontiguousarray(go_y), cache.y, cache.a,
+                                                 self._runs)
         else:
             grad_y = _gate_runs(go_y, cache.a, runs)
             grad_a = np.zeros_like(cache.a)
