@@ -168,13 +168,10 @@ class SEGNNLayer(Block):
                        f"additional_message_irreps={add}", "SEGNNLayer")
         s = None if add is None else edge_array(message_features, "message_features", graph,
                                                 add.dim)
-        if self.backend == "numpy":  # the literal message input [h_i, h_j, s_ij]
-            inp = np.concatenate([h[graph.dst], h[graph.src]] + ([] if s is None else [s]),
-                                 axis=1)
-            m1, c_msg1 = self.msg1.forward(params["msg1"], inp, edge_attr)
-        else:  # its weight contraction on the node rows (O3TensorProduct.forward_gathered)
-            segs = [("dst", h), ("src", h)] + ([] if s is None else [("edge", s)])
-            m1, c_msg1 = self.msg1.forward_gathered(params["msg1"], graph, segs, edge_attr)
+        # the message input [h_i, h_j, s_ij] as segments: formed literally on the numpy backend,
+        # weights first on the node rows elsewhere (O3TensorProduct.forward_gathered)
+        segs = [("dst", h), ("src", h)] + ([] if s is None else [("edge", s)])
+        m1, c_msg1 = self.msg1.forward_gathered(params["msg1"], graph, segs, edge_attr)
         m_ij, c_msg2 = self.msg2.forward(params["msg2"], m1, edge_attr)
         m_i = scatter.aggregate(graph, m_ij, backend=self.backend)
         u1, c_upd1 = self.upd1.forward(params["upd1"], np.concatenate([h, m_i], axis=1),
@@ -203,22 +200,11 @@ class SEGNNLayer(Block):
         g_na = g_na + g_na1
         # reverses `m_i = aggregate(m_ij)`
         g_m = scatter.aggregate_vjp(graph, None, g_cat[:, d:], backend=self.backend)
-        # reverses `m_ij = msg2(m1, a_ij)` and `m1 = msg1(inp, a_ij)`
+        # reverses `m_ij = msg2(m1, a_ij)`
         grads["msg2"], (g_m1, g_ea) = self.msg2.backward(params["msg2"], cache.msg2, g_m)
-        g_msg = None
-        if self.backend != "numpy":  # reverses the gathered message input
-            grads["msg1"], (g_segs, g_ea1) = self.msg1.backward_gathered(
-                params["msg1"], cache.msg1, g_m1)
-            g_h = g_h + g_segs[0] + g_segs[1]
-            if self.additional_message_irreps is not None:
-                g_msg = g_segs[2]
-            return grads, (g_h, g_ea + g_ea1, g_na, g_msg)
-        grads["msg1"], (g_inp, g_ea1) = self.msg1.backward(params["msg1"], cache.msg1, g_m1)
-        # reverses `inp = [h_i, h_j, s_ij]`
-        g_h = g_h + scatter.scatter_sum(g_inp[:, :d], graph.dst, graph.num_nodes,
-                                        backend=self.backend)
-        g_h = g_h + scatter.scatter_sum(g_inp[:, d:2 * d], graph.src, graph.num_nodes,
-                                        backend=self.backend)
-        if self.additional_message_irreps is not None:
-            g_msg = g_inp[:, 2 * d:]
+        # reverses `m1 = msg1([h_i, h_j, s_ij], a_ij)`: h's rows summed over the edges reading them
+        grads["msg1"], (g_segs, g_ea1) = self.msg1.backward_gathered(params["msg1"], cache.msg1,
+                                                                     g_m1)
+        g_h = g_h + g_segs[0] + g_segs[1]
+        g_msg = None if self.additional_message_irreps is None else g_segs[2]
         return grads, (g_h, g_ea + g_ea1, g_na, g_msg)
