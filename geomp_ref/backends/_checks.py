@@ -10,6 +10,8 @@ never wrap around.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .._validate import check_alloc, check_graph
@@ -38,7 +40,8 @@ def float_array(x, name: str) -> np.ndarray:
 
 
 def as_2d(x: np.ndarray) -> np.ndarray:
-    return x.reshape(x.shape[0], -1) if x.ndim != 2 else x
+    """``x`` as (rows, channels); the channel count is spelled out so that empty arrays reshape."""
+    return x if x.ndim == 2 else x.reshape(x.shape[0], math.prod(x.shape[1:]))
 
 
 def graph(g):

@@ -53,7 +53,15 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import backends as _backends
-from .._validate import as_rng, check_cache, check_graph, check_int, check_positive, node_array
+from .._validate import (
+    as_rng,
+    check_bool,
+    check_cache,
+    check_graph,
+    check_int,
+    check_positive,
+    node_array,
+)
 from .._validate import grad_out as _grad_out
 from .._validate import positions as _positions
 from ..graph import Graph, edge_vectors
@@ -104,8 +112,12 @@ class CFConv(Block):
     "W_out": (F, H_out), "b_out": (H_out,)}`` (PyG: ``lin1``, ``nn[0]``, ``nn[2]``, ``lin2``, with
     weights transposed).
 
-    ``forward(params, graph, f, pos) -> (f', CFConvCache)``; ``backward`` returns
-    ``(grad_params, (grad_f, grad_pos))``.
+    ``forward(params, graph, f, pos) -> (f', CFConvCache)``; ``backward(params, cache, grad_out,
+    *, param_grads=True)`` returns ``(grad_params, (grad_f, grad_pos))``. With
+    ``param_grads=False`` it forms no weight or bias gradient and returns
+    ``(None, (grad_f, grad_pos))``, the input gradients bit-identical to the full backward's (the
+    same operations in the same order on the input path); ``param_grads`` must be a ``bool``
+    (``TypeError`` otherwise).
 
     Raises
     ------
@@ -200,7 +212,8 @@ class CFConv(Block):
         out = dense.linear(agg, params["W_out"], params["b_out"])
         return out, CFConvCache(graph, edge_vec, d, pairs, e, z1, s1, dz1, w_raw, c, f, y, agg)
 
-    def backward(self, params, cache: CFConvCache, grad_out):
+    def backward(self, params, cache: CFConvCache, grad_out, *, param_grads: bool = True):
+        param_grads = check_bool(param_grads, "param_grads")
         check_cache(cache, CFConvCache, "CFConv")
         graph = cache.graph
         g = _grad_out(grad_out, (graph.num_nodes, self.out_channels), "CFConv")
@@ -209,20 +222,24 @@ class CFConv(Block):
         mu = np.asarray(k.offsets)
         kern = self._kernels() if cache.dz1 is not None else None
         # out = agg W_out + b_out
-        g_agg, gW_out, gb_out = dense.linear_vjp(cache.agg, params["W_out"], params["b_out"], g)
+        g_agg, gW_out, gb_out = dense.linear_vjp(
+            cache.agg, params["W_out"], params["b_out"], g, param_grads=param_grads)
         if kern is None:
             # agg = sum_j (w_raw c) * y_j
             g_y, g_raw, g_c = edge_filters.filter_aggregate_vjp(
                 graph, cache.y, cache.w_raw, cache.c, g_agg, backend=self.backend)
             # y = f W_in
-            g_f, gW_in, _ = dense.linear_vjp(cache.f, params["W_in"], None, g_y)
+            g_f, gW_in, _ = dense.linear_vjp(
+                cache.f, params["W_in"], None, g_y, param_grads=param_grads)
             # c = C(d)
             g_d = radial.cosine_cutoff_vjp(cache.d, self.cutoff, g_c)
             # w_raw = s1 W1 + b1 ; s1 = ssp(z1) ; z1 = e W0 + b0
-            g_s1, gW1, gb1 = dense.linear_vjp(cache.s1, p["W1"], p["b1"], g_raw)
+            g_s1, gW1, gb1 = dense.linear_vjp(
+                cache.s1, p["W1"], p["b1"], g_raw, param_grads=param_grads)
             g_z1 = activations.shifted_softplus_vjp(cache.z1, g_s1, k.shift,
                                                     k.softplus_threshold)
-            g_e, gW0, gb0 = dense.linear_vjp(cache.e, p["W0"], p["b0"], g_z1)
+            g_e, gW0, gb0 = dense.linear_vjp(
+                cache.e, p["W0"], p["b0"], g_z1, param_grads=param_grads)
             # e = gaussian_rbf(d): only edges inside the cutoff carry a cotangent (C = 0 beyond)
             inside = cache.d < self.cutoff
             g_d[inside] += radial.gaussian_rbf_vjp(cache.d[inside], mu, k.gamma, g_e[inside])
@@ -236,17 +253,21 @@ class CFConv(Block):
                                                         g_agg, pairs)
             # y = f W_in
             W_in = _f64(params["W_in"])
-            g_f, gW_in = g_y @ W_in.T, cache.f.T @ g_y
+            g_f = g_y @ W_in.T
+            if param_grads:
+                gW_in = cache.f.T @ g_y
             # c = C(d_r) ; d_r = d, or d at the first edge of every pair
             d_r = cache.d if pairs is None else cache.d[pairs.first]
             g_dr = kern.cosine_cutoff_vjp(d_r, self.cutoff, g_c)
             # w_raw = s1 W1 + b1
-            gW1, gb1 = cache.s1.T @ g_raw, g_raw.sum(axis=0)
+            if param_grads:
+                gW1, gb1 = cache.s1.T @ g_raw, g_raw.sum(axis=0)
             g_z1 = g_raw @ _f64(p["W1"]).T
             # s1 = ssp(z1): times the kept derivative, in place
             g_z1 *= cache.dz1
             # z1 = e W0 + b0
-            gW0, gb0 = cache.e.T @ g_z1, g_z1.sum(axis=0)
+            if param_grads:
+                gW0, gb0 = cache.e.T @ g_z1, g_z1.sum(axis=0)
             g_e = g_z1 @ _f64(p["W0"]).T
             # e = gaussian_rbf(d_r), from the kept values; edges beyond the cutoff get none
             g_dr += np.where(d_r < self.cutoff,
@@ -259,6 +280,8 @@ class CFConv(Block):
             # d = |edge_vec| ; edge_vec = x_j - x_i
             g_vec = geometry.edge_length_vjp(cache.edge_vec, g_d, name="pos")
             g_pos = kern.edge_vectors_vjp(graph, g_vec)
+        if not param_grads:
+            return None, (g_f, g_pos)
         grads = {
             "W_in": gW_in,
             "filter": {"W0": gW0, "b0": gb0, "W1": gW1, "b1": gb1},
@@ -293,7 +316,9 @@ class SchNetInteraction(Block):
         As :class:`CFConv`.
 
     Params: ``{"conv": CFConv params, "W": (H, H), "b": (H,)}`` (PyG: ``conv``, ``lin``).
-    ``forward(params, graph, h, pos) -> (v, cache)``; ``backward -> (grads, (grad_h, grad_pos))``.
+    ``forward(params, graph, h, pos) -> (v, cache)``; ``backward(params, cache, grad_out, *,
+    param_grads=True) -> (grads, (grad_h, grad_pos))``; ``param_grads=False`` gives
+    ``(None, (grad_h, grad_pos))`` with the same input gradients, bit for bit (see :class:`CFConv`).
     The residual is in :class:`geomp_ref.layers.schnet.SchNet`.
     """
 
@@ -331,15 +356,21 @@ class SchNetInteraction(Block):
         v = dense.linear(s, params["W"], params["b"])
         return v, SchNetInteractionCache(conv_cache, u, s)
 
-    def backward(self, params, cache: SchNetInteractionCache, grad_out):
+    def backward(self, params, cache: SchNetInteractionCache, grad_out, *,
+                 param_grads: bool = True):
+        param_grads = check_bool(param_grads, "param_grads")
         check_cache(cache, SchNetInteractionCache, "SchNetInteraction")
         g = _grad_out(grad_out, cache.u.shape, "SchNetInteraction")
         k = self.conv.consts
         # v = s W + b
-        g_s, gW, gb = dense.linear_vjp(cache.s, params["W"], params["b"], g)
+        g_s, gW, gb = dense.linear_vjp(
+            cache.s, params["W"], params["b"], g, param_grads=param_grads)
         # s = ssp(u)
         g_u = activations.shifted_softplus_vjp(cache.u, g_s, k.shift, k.softplus_threshold,
                                                backend=self.backend)
         # u = CFConv(h, pos)
-        g_conv, (g_h, g_pos) = self.conv.backward(params["conv"], cache.conv, g_u)
+        g_conv, (g_h, g_pos) = self.conv.backward(params["conv"], cache.conv, g_u,
+                                                  param_grads=param_grads)
+        if not param_grads:
+            return None, (g_h, g_pos)
         return {"conv": g_conv, "W": gW, "b": gb}, (g_h, g_pos)

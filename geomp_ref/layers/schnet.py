@@ -31,6 +31,7 @@ from .._validate import (
     as_index,
     as_rng,
     check_alloc,
+    check_bool,
     check_cache,
     check_choice,
     check_graph,
@@ -41,7 +42,12 @@ from .._validate import positions as _positions
 from ..graph import Graph, radius_graph
 from ..ops import activations, dense, scatter
 from .base import Block, check_params, linear_init
-from .cfconv import CFConv, CFConvCache, SchNetInteraction, SchNetInteractionCache
+from .cfconv import (
+    CFConv,
+    CFConvCache,
+    SchNetInteraction,
+    SchNetInteractionCache,
+)
 from .schnet_constants import SchNetConstants
 
 __all__ = [
@@ -93,8 +99,12 @@ class SchNet(Block):
     "W_out1": (H, H//2), "b_out1": (H//2,), "W_out2": (H//2, 1), "b_out2": (1,)}``.
 
     ``forward(params, graph, z, pos) -> (energy, cache)`` with ``energy`` of shape **(B,)**, one
-    value per graph of ``graph.batch`` (PyG returns (B, 1)); ``backward(params, cache, grad_energy)
-    -> (grads, (None, grad_pos))``, so forces are ``-grad_pos`` for ``grad_energy = ones(B)``.
+    value per graph of ``graph.batch`` (PyG returns (B, 1)); ``backward(params, cache, grad_energy,
+    *, param_grads=True) -> (grads, (None, grad_pos))``, so forces are ``-grad_pos`` for
+    ``grad_energy = ones(B)``. ``param_grads=False`` skips every weight, bias and embedding
+    gradient and returns ``(None, (None, grad_pos))`` with ``grad_pos`` bit-identical to the full
+    backward's (what ``torch.autograd.grad(E, pos)`` computes); ``forces(params, graph, z, pos)
+    -> (energy, forces)`` wraps it for energy-and-forces callers (molecular dynamics).
     ``z`` is an integer label: it gets no gradient.
 
     Raises
@@ -199,7 +209,8 @@ class SchNet(Block):
             energy = scatter.scatter_mean(eps, graph.batch, graph.num_graphs, backend=self.backend)
         return energy, SchNetCache(graph, z, pos.shape, tuple(caches), h, z_out1, s_out1)
 
-    def backward(self, params, cache: SchNetCache, grad_out):
+    def backward(self, params, cache: SchNetCache, grad_out, *, param_grads: bool = True):
+        param_grads = check_bool(param_grads, "param_grads")
         check_cache(cache, SchNetCache, "SchNet")
         graph = cache.graph
         g_E = _grad_out(grad_out, (graph.num_graphs,), "SchNet")
@@ -210,21 +221,24 @@ class SchNet(Block):
         else:
             g_eps, _ = scatter.scatter_mean_vjp(None, graph.batch, graph.num_graphs, g_E)
         # eps = s_out1 W_out2 + b_out2 ; s_out1 = ssp(z_out1) ; z_out1 = h W_out1 + b_out1
-        g_s, gW2, gb2 = dense.linear_vjp(
-            cache.s_out1, params["W_out2"], params["b_out2"], g_eps[:, None]
-        )
+        g_s, gW2, gb2 = dense.linear_vjp(cache.s_out1, params["W_out2"], params["b_out2"],
+                                         g_eps[:, None], param_grads=param_grads)
         g_z = activations.shifted_softplus_vjp(cache.z_out1, g_s, k.shift, k.softplus_threshold)
-        g_h, gW1, gb1 = dense.linear_vjp(cache.h, params["W_out1"], params["b_out1"], g_z)
+        g_h, gW1, gb1 = dense.linear_vjp(cache.h, params["W_out1"], params["b_out1"], g_z,
+                                         param_grads=param_grads)
         g_pos = np.zeros(cache.pos_shape)
         g_inter = {}
         for t in reversed(range(self.num_interactions)):
             # h = h + v(h, pos): the residual adds the block's input gradient to the pass-through
             gp, (gh_t, gpos_t) = self.interaction.backward(
-                params["interactions"][str(t)], cache.interactions[t], g_h
+                params["interactions"][str(t)], cache.interactions[t], g_h,
+                param_grads=param_grads,
             )
             g_inter[str(t)] = gp
             g_h = g_h + gh_t
             g_pos = g_pos + gpos_t
+        if not param_grads:  # h0 = embedding[z]: z gets no gradient, the table is skipped
+            return None, (None, g_pos)
         # h0 = embedding[z]
         g_emb = np.zeros(np.shape(params["embedding"]))
         np.add.at(g_emb, cache.z, g_h)
@@ -237,3 +251,17 @@ class SchNet(Block):
             "b_out2": gb2,
         }
         return grads, (None, g_pos)
+
+    def forces(self, params, graph, z, pos):
+        """Energy and forces only: ``(energy (B,), forces (N, 3))``, no parameter gradients.
+
+        For molecular dynamics and for comparing forces with ``torch.autograd.grad(E, pos)``
+        (which skips the weight gradients too): ``forward``, then ``backward`` with
+        ``grad_energy = ones(B)`` and ``param_grads=False``; ``forces = -grad_pos``, minus the
+        gradient of ``energy.sum()``. Equal bit for bit to
+        ``-backward(params, cache, np.ones(B))[1][1]``, and ``energy`` to the forward's.
+        """
+        energy, cache = self.forward(params, graph, z, pos)
+        _, (_, g_pos) = self.backward(params, cache, np.ones(cache.graph.num_graphs),
+                                      param_grads=False)
+        return energy, -g_pos

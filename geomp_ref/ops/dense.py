@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import as_float64, cotangent
+from .._validate import as_float64, check_bool, cotangent
 
 __all__ = ["linear", "linear_vjp"]
 
@@ -39,14 +39,19 @@ def linear(x, W, b=None) -> np.ndarray:
     return y
 
 
-def linear_vjp(x, W, b, grad_y):
+def linear_vjp(x, W, b, grad_y, *, param_grads: bool = True):
     """VJP of :func:`linear`: ``(grad_x, grad_W, grad_b)`` (``grad_b`` is None when ``b`` is None).
 
-    ``grad_y`` must have the output's shape ``(..., out)``.
+    ``grad_y`` must have the output's shape ``(..., out)``. ``param_grads=False`` forms
+    ``grad_x`` alone (the same product, so the same bits) and returns ``(grad_x, None, None)``:
+    the input-only backward of a block whose weight gradients are not wanted (forces).
     """
+    param_grads = check_bool(param_grads, "param_grads")
     x, W, b = _operands(x, W, b)
     grad_y = cotangent(grad_y, x.shape[:-1] + (W.shape[1],), "linear_vjp", "grad_y")
     grad_x = grad_y @ W.T  # reverses y = x @ W
+    if not param_grads:
+        return grad_x, None, None
     x2 = x.reshape(-1, x.shape[-1])
     g2 = grad_y.reshape(-1, grad_y.shape[-1])
     grad_W = x2.T @ g2

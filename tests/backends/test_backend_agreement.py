@@ -149,6 +149,24 @@ def test_trailing_dims(backend, tail):
 
 
 @pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("tail", [(), (3,), (0, 2)])
+@pytest.mark.parametrize("segments", [0, 1, 4])
+def test_no_rows_any_trailing_dims(backend, tail, segments):
+    """Zero rows (an empty graph's per-node energies: shape (0,)) reduce to zeros, not an error."""
+    be = backends.get(backend)
+    idx = np.zeros(0, np.int64)
+    for dtype in (np.float64, np.float32):
+        v = np.zeros((0,) + tail, dtype)
+        for name in ("scatter_sum", "scatter_mean"):
+            got, want = getattr(be, name)(v, idx, segments), getattr(ref, name)(v, idx, segments)
+            assert got.shape == want.shape == (segments,) + tail and got.dtype == dtype, name
+            _same(got, want)
+        for a, b in zip(be.scatter_max(v, idx, segments), ref.scatter_max(v, idx, segments)):
+            assert a.shape == b.shape
+            _same(a, b)
+
+
+@pytest.mark.parametrize("backend", FAST)
 @pytest.mark.parametrize("kind", ["hub", "random", "isolated"])
 def test_float32_against_float64_oracle(backend, kind):
     rng = np.random.default_rng(5)

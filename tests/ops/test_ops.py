@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 
 from geomp_ref import make_graph, ops
-from geomp_ref.ops import activations, radial
+from geomp_ref.ops import activations, dense, radial
 from geomp_ref.testing import check_vjp_fn, graph_strategy
 
 TOL = 1e-7
@@ -296,3 +296,22 @@ def test_activate_returns_value_and_derivative(rng, name, backend):
     fd = (f(z + b + h) - f(z + b - h)) / (2 * h)
     np.testing.assert_allclose(dy, fd, rtol=1e-7, atol=1e-9)
     np.testing.assert_allclose(ops.derivative(name, z + b), dy, rtol=1e-14, atol=1e-15)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("lead", [(7,), (2, 3), (0,)])
+def test_linear_vjp_input_only(bias, lead):
+    """param_grads=False: grad_x alone, the same bits as the full VJP's, no parameter gradients."""
+    rng = np.random.default_rng(5)
+    x, W = rng.normal(size=lead + (4,)), rng.normal(size=(4, 3))
+    b = rng.normal(size=3) if bias else None
+    g = rng.normal(size=lead + (3,))
+    full = dense.linear_vjp(x, W, b, g)
+    gx, gW, gb = dense.linear_vjp(x, W, b, g, param_grads=False)
+    assert gW is None and gb is None
+    np.testing.assert_array_equal(gx, full[0])
+    np.testing.assert_allclose(gx, g @ W.T, rtol=0, atol=0)
+    with pytest.raises(TypeError, match="param_grads"):
+        dense.linear_vjp(x, W, b, g, param_grads="no")
+    with pytest.raises(ValueError, match="grad_y"):
+        dense.linear_vjp(x, W, b, g[..., :2], param_grads=False)
