@@ -21,9 +21,40 @@ import numpy as np
 
 
 def _t(x, grad=False):
+    """A float64 tensor on torch's default device (``torch.set_default_device`` picks the GPU)."""
     import torch
 
     return torch.tensor(np.asarray(x, dtype=np.float64)).requires_grad_(grad)
+
+
+def cpu_build():
+    """Context in which modules are built on the CPU whatever torch's default device.
+
+    e3nn estimates the second moment of each activation (``normalize2mom``) by Monte Carlo with
+    torch's generator on the default device; built with the GPU as default device, its constants
+    differ from the CPU ones (and from ours, which are the CPU values) by about 7e-4 relative.
+    """
+    import torch
+
+    return torch.device("cpu")
+
+
+def to_default_device(*modules) -> None:
+    """Move modules to torch's default device (some peers build constant buffers on the CPU)."""
+    import torch
+
+    dev = torch.get_default_device()
+    for m in modules:
+        m.to(dev)
+        for sub in m.modules():  # plain tensor attributes (index lists) are not moved by .to()
+            for k, v in list(vars(sub).items()):
+                if isinstance(v, torch.Tensor):
+                    setattr(sub, k, v.to(dev))
+
+
+def _np(t) -> np.ndarray:
+    """A tensor's values as a NumPy array, from any device."""
+    return t.detach().cpu().numpy()
 
 
 # --- SchNet ------------------------------------------------------------------------------------
@@ -52,7 +83,8 @@ def pyg_schnet(graph, hidden=128, filters=128, interactions=6, gaussians=50, cut
     with torch.no_grad():
         gen = torch.Generator().manual_seed(seed + 1)
         for p in net.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+            p.add_(0.05 * torch.randn(p.shape, generator=gen, dtype=p.dtype, device="cpu")
+                   .to(p.device))  # the same values on every device
     spec, params = interop_pyg.schnet(net)
     return net, spec, params
 
@@ -64,7 +96,7 @@ def schnet_forces(net, z, pos):
     p = _t(pos, True)
     e = net(torch.as_tensor(z), p)
     (g,) = torch.autograd.grad(e.sum(), p)
-    return e.detach().numpy()[:, 0], -g.numpy()
+    return _np(e)[:, 0], -_np(g)
 
 
 def schnet_forces_and_weights(net, z, pos):

@@ -1,12 +1,12 @@
-"""Whole models, float64, on the CPU: ours (numpy and numba backends) against torch autograd.
+"""Whole models, float64: ours (numpy, numba and cuda backends) against torch autograd.
 
 Workloads (``--workloads``, comma separated; default all):
 
 * ``schnet``: SchNet energy + forces, 1000 atoms uniform in a 21.7 Å cube, PyG defaults
   (hidden 128, 128 filters, 6 interactions, 50 Gaussians), cutoff 5 Å (~38.6k edges). Ours:
-  forward + backward (forces and every weight gradient). Torch: PyG's ``SchNet`` on the same edges
-  and weights, ``autograd.grad(E, pos)`` (forces only, what an MD step needs); the row
-  ``schnet (+weights)`` times PyG's full ``backward`` (forces and weight gradients, our work).
+  forward + the forces-only backward (``param_grads=False``); torch: PyG's ``SchNet`` on the same
+  edges and weights, ``autograd.grad(E, pos)``. Both compute what an MD step needs. The row
+  ``schnet (+weights)`` times the full backward on both sides (forces and every weight gradient).
 * ``egnn``: EGNN_vel N-body training step, 100 five-body systems (complete graphs, 2000 edges),
   hidden 64, 4 layers: forward, MSE loss, backward. Torch: EGNN_vel written from the equations
   (``model_peers.torch_egnn_vel``) or, with ``--egnn-peer PATH``, the published class loaded from
@@ -24,11 +24,17 @@ Torch runs with ``torch.set_num_threads(--threads)``; NumPy's BLAS and Numba use
 (workload, method) once more in a fresh subprocess and reports the peak resident memory that the
 call added (``VmHWM`` after resetting it, Linux).
 
+``--device cuda`` (a machine with an NVIDIA GPU): torch runs float64 on the GPU (its default
+device is set there), ours runs with the numba backend on the host CPUs and with the cuda backend
+(aggregations on the GPU, the rest on the host), ``--threads`` sets torch's CPU threads; no memory
+or BLAS tables.
+
 Usage::
 
     python3 benchmarks/models.py                       # every workload, 7 rounds
     python3 benchmarks/models.py --workloads schnet,egnn --rounds 11 --no-memory
     python3 benchmarks/models.py --egnn-peer /path/to/egnn   # the published EGNN_vel
+    python3 benchmarks/models.py --device cuda --threads 16 --rounds 5   # GPU machine
 """
 
 from __future__ import annotations
@@ -84,14 +90,15 @@ def build_schnet(args):
     z = rng.choice([1, 6, 7, 8], 1000)
     graph = radius_graph(pos, 5.0)
     net, spec, params = peers.pyg_schnet(graph)
-    specs = {b: _with_backend(spec, b) for b in ("numpy", "numba")}
+    peers.to_default_device(net)
+    specs = {b: _with_backend(spec, b) for b in _backends(args)}
 
-    def ours(b):
+    def ours(b, weights=False):
         s = specs[b]
 
-        def run():
+        def run():  # forces only (as torch's autograd.grad), or every weight gradient too
             e, cache = s.forward(params, graph, z, pos)
-            _, (_, g_pos) = s.backward(params, cache, np.ones_like(e))
+            _, (_, g_pos) = s.backward(params, cache, np.ones_like(e), param_grads=weights)
             return e, -g_pos
         return run
 
@@ -99,9 +106,11 @@ def build_schnet(args):
         e_t, f_t = results["torch"]
         return {b: max(_rel(results[b][0], e_t), _rel(results[b][1], f_t)) for b in specs}
 
-    methods = {"numpy": ours("numpy"), "numba": ours("numba"),
-               "torch": lambda: peers.schnet_forces(net, z, pos)}
+    methods = {b: ours(b) for b in specs}
+    methods["torch"] = lambda: peers.schnet_forces(net, z, pos)
     if args.weights:
+        fast = "numba" if "numba" in specs else next(iter(specs))
+        methods[f"{fast} (+weights)"] = ours(fast, weights=True)
         methods["torch (+weights)"] = lambda: peers.schnet_forces_and_weights(net, z, pos)
     desc = (f"SchNet energy + forces, N = 1000, E = {graph.num_edges}, 128/128/6/50, cutoff 5 A")
     return desc, methods, check
@@ -124,7 +133,7 @@ def build_egnn(args):
     target = x + 0.1 * rng.normal(size=(n, 3))
     spec = NBodyEGNN(hidden=64, num_layers=4)
     params = spec.init(rng)
-    specs = {b: dataclasses.replace(spec, backend=b) for b in ("numpy", "numba")}
+    specs = {b: dataclasses.replace(spec, backend=b) for b in _backends(args)}
 
     def ours(b):
         s = specs[b]
@@ -170,7 +179,7 @@ def build_egnn(args):
     which = "published EGNN_vel" if args.egnn_peer else "EGNN_vel from the equations"
     desc = (f"EGNN_vel N-body training step, {systems} x 5 bodies (N = {n}, E = "
             f"{graph.num_edges}), H = 64, 4 layers; torch: {which}")
-    return desc, {"numpy": ours("numpy"), "numba": ours("numba"), "torch": theirs}, check
+    return desc, {**{b: ours(b) for b in specs}, "torch": theirs}, check
 
 
 def _steerable_peers():
@@ -203,7 +212,9 @@ def build_segnn(args):
     params = net0.layer.init(rng)
     h = rng.normal(size=(n, net0.layer.irreps_hidden.dim))
     cot = rng.normal(size=h.shape)
-    mods = tp._torch_layer(net0.layer, params)
+    with peers.cpu_build():
+        mods = tp._torch_layer(net0.layer, params)
+    peers.to_default_device(*mods.values())
 
     def ours(b):
         net = _with_backend(net0, b)
@@ -224,10 +235,10 @@ def build_segnn(args):
         out.backward(peers._t(cot))
         for m in mods.values():
             m.zero_grad(set_to_none=True)
-        return out.detach().numpy(), ht.grad.numpy()
+        return peers._np(out), peers._np(ht.grad)
 
     return (f"SEGNN layer {hid}, l <= 1 attributes, N = {n}, E = {e}, forward + backward",
-            {"numpy": ours("numpy"), "numba": ours("numba"), "torch": theirs}, _pair_check)
+            {**{b: ours(b) for b in _backends(args)}, "torch": theirs}, _pair_check)
 
 
 def build_tfn(args):
@@ -242,8 +253,10 @@ def build_tfn(args):
                    radial_neurons=64, num_neighbors=10.0, gate=True)
     params = lay0.init(rng)
     f = rng.normal(size=(n, lay0.irreps_in.dim))
-    conv, gate = tp._tfn_torch(lay0)
+    with peers.cpu_build():
+        conv, gate = tp._tfn_torch(lay0)
     tp._tfn_load(conv, params)
+    peers.to_default_device(conv, gate)
     out0, _ = lay0.forward(params, graph, f, pos)
     cot = rng.normal(size=out0.shape)
 
@@ -261,10 +274,10 @@ def build_tfn(args):
         out = tp._tfn_torch_forward(lay0, conv, gate, graph, ft, pt)
         out.backward(peers._t(cot))
         conv.zero_grad(set_to_none=True)
-        return out.detach().numpy(), ft.grad.numpy()
+        return peers._np(out), peers._np(ft.grad)
 
     return (f"TFN conv {irr} -> {irr} + gate, l <= 2, N = {n}, E = {e}, forward + backward",
-            {"numpy": ours("numpy"), "numba": ours("numba"), "torch": theirs}, _pair_check)
+            {**{b: ours(b) for b in _backends(args)}, "torch": theirs}, _pair_check)
 
 
 def build_lieconv(args):
@@ -281,13 +294,14 @@ def build_lieconv(args):
     bs, pts, lifts, ch = 8, 64, 2, 32
     inp = tl.lifted(rng, "SE3", bs, pts, lifts, ch)
     n = pts * lifts
-    d = tl.SE3().distance(inp[0]).numpy()
+    d = peers._np(tl.SE3().distance(inp[0]))
     radius = float(np.quantile(d, 0.25))  # balls holding a quarter of each cloud
     ball = d < radius
     torch.manual_seed(0)
     layer = tl.LieConv(ch, ch, group=tl.SE3(), mean=True,
                        mc_samples=int(ball.sum(-1).max())).to(torch.float64).eval()
     layer.r.fill_(radius)
+    peers.to_default_device(layer)
     spec0, params = interop.from_torch(layer)
     graph, inputs = interop.inputs_from_torch(layer, inp)
     cot = rng.normal(size=(bs, n, ch))
@@ -306,13 +320,13 @@ def build_lieconv(args):
         out = layer((inp[0], v, inp[2]))[1]
         out.backward(peers._t(cot))
         layer.zero_grad(set_to_none=True)
-        return out.detach().numpy(), v.grad.numpy()
+        return peers._np(out), peers._np(v.grad)
 
     desc = (f"LieConv SE(3) layer {ch} -> {ch}, {bs} clouds x {pts} points x {lifts} lifts "
             f"(N = {bs * n}, E = {graph.num_edges}, ball radius {radius:.2f}), mean, forward + "
             "backward; torch: the published structure (test double), which also picks the "
             "neighbourhoods")
-    return desc, {"numpy": ours("numpy"), "numba": ours("numba"), "torch": theirs}, _pair_check
+    return desc, {**{b: ours(b) for b in _backends(args)}, "torch": theirs}, _pair_check
 
 
 def coexistence(args) -> list[str]:
@@ -376,7 +390,7 @@ def _rel(a, b) -> float:
 def _pair_check(results):
     o_t, g_t = results["torch"]
     return {b: max(_rel(results[b][0], o_t), _rel(results[b][1], g_t))
-            for b in ("numpy", "numba")}
+            for b in results if b in _OURS}
 
 
 def _leaves(tree):
@@ -385,6 +399,14 @@ def _leaves(tree):
             yield from _leaves(v)
     else:
         yield tree
+
+
+_OURS = ("numpy", "numba", "cuda")
+
+
+def _backends(args) -> tuple:
+    """Our backends to time (``--backends``; the CPU table's default is numpy and numba)."""
+    return tuple(getattr(args, "backends", None) or ("numpy", "numba"))
 
 
 def _with_backend(spec, backend):
@@ -442,15 +464,30 @@ def memory_peak(args, workload, method) -> float | None:
         return None
 
 
-def _setup_torch(threads: int) -> None:
+def _setup_torch(threads: int, device: str = "cpu") -> None:
     import torch
 
     torch.set_num_threads(threads)
     torch.set_default_dtype(torch.float64)
+    if device != "cpu":  # every peer tensor and module is then built on the GPU
+        torch.set_default_device(device)
+
+
+def _synced(fn):
+    """``fn`` followed by a wait for the GPU (torch launches asynchronously)."""
+    import torch
+
+    def run():
+        out = fn()
+        torch.cuda.synchronize()
+        return out
+    return run
 
 
 def run_workload(args, name):
     desc, methods, check = BUILDERS[name](args)
+    if args.device != "cpu":
+        methods = {m: _synced(fn) for m, fn in methods.items()}
     results = {}
     for m, fn in methods.items():
         fn()
@@ -467,6 +504,29 @@ def run_workload(args, name):
     return desc, med, spread, errs
 
 
+def table(rows, backends) -> str:
+    """The markdown ratio table: torch time, each backend's time (ratio to torch), peaks."""
+    head = " | ".join(f"{b} ms (ratio)" for b in backends)
+    both = "numpy" in backends and "numba" in backends
+    lines = [f"| workload | torch ms | {head} |" + (" numba / numpy |" if both else "")
+             + " peak MiB " + " / ".join((*backends, "torch")) + " |",
+             "|---|---:|" + "---:|" * (len(backends) + both) + "---|"]
+    for name, med, mem in rows:
+        for tag in ("", " (+weights)"):
+            t = med.get(f"torch{tag}")
+            if t is None:
+                continue
+            cells = [f"{1e3 * med[b + tag]:.1f} ({med[b + tag] / t:.2f})" if b + tag in med
+                     else "-" for b in backends]
+            ratio = ([f"{med['numba' + tag] / med['numpy' + tag]:.2f}"
+                      if f"numpy{tag}" in med and f"numba{tag}" in med else ""] if both else [])
+            peaks = " / ".join("-" if mem.get(m + tag) is None else f"{mem[m + tag]:.0f}"
+                               for m in (*backends, "torch"))
+            lines.append(f"| {name}{tag} | {1e3 * t:.1f} | " + " | ".join(cells + ratio)
+                         + f" | {peaks} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workloads", default=",".join(WORKLOADS),
@@ -481,16 +541,32 @@ def main(argv=None) -> int:
                     help="path of a vgsatorras/egnn checkout: time its published EGNN_vel")
     ap.add_argument("--coexistence", action=argparse.BooleanOptionalAction, default=True,
                     help="time a BLAS product after each backend's activation pass")
+    ap.add_argument("--backends", default=None,
+                    help="our backends to time, comma separated (default numpy,numba; with "
+                         "--device cuda: numba,cuda)")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                    help="cuda: torch runs on the GPU; ours on the host CPUs (numba) and with "
+                         "the cuda backend (aggregations on the GPU); no memory or BLAS columns")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    gpu = args.device != "cpu"
+    args.backends = tuple(b.strip() for b in (args.backends or
+                                               ("numba,cuda" if gpu else "numpy,numba"))
+                          .split(",") if b.strip())
+    if gpu:
+        args.memory = args.coexistence = False
     if args.child:
         return child(args)
     names = [w.strip() for w in args.workloads.split(",") if w.strip()]
     bad = [w for w in names if w not in BUILDERS]
     if bad:
         ap.error(f"unknown workload(s) {bad}; choose from {WORKLOADS}")
-    _setup_torch(args.threads)
+    _setup_torch(args.threads, args.device)
     print(f"# machine: {machine(args.threads)}")
+    if gpu:
+        import torch
+
+        print(f"# GPU: {torch.cuda.get_device_name()}, torch float64 on it")
     print(f"# float64; {args.rounds} interleaved rounds after 2 warm-up calls; medians in ms; "
           "ratio = time / torch time (< 1: faster than torch)")
     rows = []
@@ -499,6 +575,14 @@ def main(argv=None) -> int:
             desc, med, spread, errs = run_workload(args, name)
         except (ImportError, NotImplementedError, AttributeError, TypeError) as exc:
             print(f"# {name}: skipped ({type(exc).__name__}: {exc})")
+            continue
+        except Exception as exc:  # noqa: BLE001  (GPU runs: report, go on with the next)
+            if not gpu:
+                raise
+            import traceback
+
+            traceback.print_exc()
+            print(f"# {name}: failed on {args.device} ({type(exc).__name__}: {exc})")
             continue
         print(f"# {name}: {desc}")
         for m in med:
@@ -511,23 +595,7 @@ def main(argv=None) -> int:
             mem = {m: memory_peak(args, name, m) for m in med}
         rows.append((name, med, mem))
     print()
-    print("| workload | torch ms | numpy ms (ratio) | numba ms (ratio) | numba / numpy | "
-          "peak MiB numpy / numba / torch |")
-    print("|---|---:|---:|---:|---:|---|")
-    for name, med, mem in rows:
-        t = med["torch"]
-        extra = [m for m in med if m not in ("numpy", "numba", "torch")]
-
-        def cell(m, med=med, t=t):
-            return f"{1e3 * med[m]:.1f} ({med[m] / t:.2f})"
-        peaks = " / ".join("-" if mem.get(m) is None else f"{mem[m]:.0f}"
-                           for m in ("numpy", "numba", "torch"))
-        print(f"| {name} | {1e3 * t:.1f} | {cell('numpy')} | {cell('numba')} | "
-              f"{med['numba'] / med['numpy']:.2f} | {peaks} |")
-        for m in extra:
-            peak = "-" if mem.get(m) is None else f"{mem[m]:.0f}"
-            print(f"| {name} vs {m} | {1e3 * med[m]:.1f} | {med['numpy'] / med[m]:.2f} | "
-                  f"{med['numba'] / med[m]:.2f} | | {peak} |")
+    print(table(rows, _backends(args)))
     if args.coexistence:
         print()
         print(f"BLAS product (ms, median of {max(3 * args.rounds, 15)}; ratio to after NumPy) "
