@@ -17,6 +17,12 @@ Workloads (``--workloads``, comma separated; default all):
   32x0e+32x1o -> 32x0e+32x1o, l <= 2 harmonics, N = 1000, E = 10k, forward + backward.
 * ``lieconv``: the LieConv workload of the lie layers (see :func:`build_lieconv`).
 
+Allocator: by default the script first calls :func:`geomp_ref.backends.tune_allocator`, so that
+glibc keeps freed memory and large temporaries start on touched pages; the setting is
+process-wide, so it holds for every method timed, torch included (``--no-tune-allocator``
+keeps the C library's defaults). The memory-peak subprocesses never tune: a tuned heap keeps the
+warm-up call's pages, which would hide the peak.
+
 Timing: the methods of a workload run interleaved (each round times every method once) after two
 warm-up calls; the table shows medians and ratios to the torch time (< 1 means faster than torch).
 Torch runs with ``torch.set_num_threads(--threads)``; NumPy's BLAS and Numba use their defaults
@@ -547,6 +553,10 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                     help="cuda: torch runs on the GPU; ours on the host CPUs (numba) and with "
                          "the cuda backend (aggregations on the GPU); no memory or BLAS columns")
+    ap.add_argument("--tune-allocator", action=argparse.BooleanOptionalAction, default=True,
+                    help="call geomp_ref.backends.tune_allocator() first: glibc keeps freed "
+                         "memory for reuse, for every method timed (torch included); the "
+                         "memory-peak subprocesses never tune")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     gpu = args.device != "cpu"
@@ -563,6 +573,13 @@ def main(argv=None) -> int:
         ap.error(f"unknown workload(s) {bad}; choose from {WORKLOADS}")
     _setup_torch(args.threads, args.device)
     print(f"# machine: {machine(args.threads)}")
+    if args.tune_allocator:
+        from geomp_ref.backends import tune_allocator
+
+        print(f"# allocator: tune_allocator() -> {tune_allocator()} (glibc keeps freed memory; "
+              "every method of this process)")
+    else:
+        print("# allocator: the C library's defaults (--no-tune-allocator)")
     if gpu:
         import torch
 

@@ -21,7 +21,8 @@ VJPs), SchNet's edge filter (``filter_aggregate`` and its VJP), ``edge_vectors_v
 ``edge_pair_sum``, the coupling of weights-first tensor products (``tp_couple`` and its VJP)
 and the gate's scaling (``gate_scale`` and its VJP, :mod:`geomp_ref.backends.numba_tp`). For a
 backend without them (``"cuda"``) the ops compute these with the NumPy reference on the host. How
-the numba kernels share the cores with BLAS is described in :mod:`geomp_ref.backends._nbjit`.
+the numba kernels share the cores with BLAS is described in :mod:`geomp_ref.backends._nbjit`;
+:func:`tune_allocator` makes glibc reuse freed memory (fewer page faults on large temporaries).
 
 Selection is explicit (``backend=`` on ops, a ``backend`` field on specs, default ``"numpy"``);
 there is no global default and no silent fallback: asking for an unavailable backend raises an
@@ -33,7 +34,9 @@ from __future__ import annotations
 import importlib
 import os
 
-__all__ = ["get", "available", "NAMES"]
+from ._allocator import tune_allocator
+
+__all__ = ["get", "available", "tune_allocator", "NAMES"]
 
 NAMES = ("numpy", "numba", "cuda")
 _MODULES = {"numpy": "numpy_backend", "numba": "numba_cpu", "cuda": "numba_cuda"}
