@@ -16,7 +16,9 @@ A normalised activation is :math:`c_f\, f(x)` with :math:`c_f = (\mathbb E_{z\si
   are bit-exact for e3nn 0.6.0 / torch 2.13; ``tests/peers/test_e3nn_o3_blocks.py`` recomputes
   them). e3nn treats :math:`|c - 1| < 10^{-4}` as the identity; none of the tabulated values
   qualifies (identity and abs get 1.0011106). In this mode ``softplus`` and ``shifted_softplus``
-  follow torch's ``threshold=20`` (they return ``x`` above 20).
+  follow torch's ``threshold=20`` (they return ``x`` above 20). The samples come from torch's
+  default device: an e3nn module built with the GPU as default device has other constants
+  (its outputs moved by up to 1.3e-3 relative on an H200), so build it on the CPU and move it.
 * ``'none'``: :math:`c = 1`.
 
 An activation ``None`` is the identity *without* normalisation (e3nn's convention).
