@@ -244,3 +244,23 @@ def test_param_grads_is_keyword_only(rng):
         model.backward(params, cache, np.ones(1), False)
     # NumPy bools are accepted, as by check_bool elsewhere
     assert model.backward(params, cache, np.ones(1), param_grads=np.False_)[0] is None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("proper", [True, False])
+def test_forces_rotate_and_relabel_with_the_atoms(backend, proper, rng):
+    """E(3) and permutations: forces(Q x + t, relabelled) = (Q forces(x)) relabelled, energy kept.
+
+    The graph is rebuilt from the moved positions (a radius graph is a function of distances),
+    so the check also covers a different edge order."""
+    model, graph, z, pos = _problem("radius", backend, rng)
+    params = model.init(rng)
+    energy, forces = model.forces(params, graph, z, pos)
+    Q = testing.random_orthogonal(rng, 3, proper=proper)
+    perm = rng.permutation(len(z))
+    moved = (pos @ Q.T + rng.normal(size=3) * 5.0)[perm]
+    e2, f2 = model.forces(params, model.graph(moved), z[perm], moved)
+    scale = np.max(np.abs(forces))
+    assert scale > 0
+    np.testing.assert_allclose(e2, energy, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(f2, (forces @ Q.T)[perm], rtol=0, atol=1e-12 * scale)
