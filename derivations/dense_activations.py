@@ -76,7 +76,25 @@ SymPy shows :math:`C(1) = C'(1) = C''(1) = 0` for symbolic p.
 derivative is :math:`\lVert\delta\rVert`, not linear in δ; ``edge_length`` raises there);
 :math:`s = \lVert v\rVert^2`: :math:`\bar v = 2\bar s v` (smooth everywhere).
 
-Run: ``python3 derivations/dense_activations.py [--check]`` (about 5 s).
+6. Layer normalisation over the last axis
+-----------------------------------------
+Per row of C channels: :math:`\mu = \tfrac1C\sum_c x_c`, :math:`v = \tfrac1C\sum_c (x_c-\mu)^2`,
+:math:`r = (v+\varepsilon)^{-1/2}`, :math:`\hat x = (x-\mu) r`, :math:`y = \hat x\gamma + \beta`.
+With :math:`\bar{\hat x} = \bar y\gamma`: :math:`\partial\mu/\partial x_k = 1/C`,
+:math:`\partial v/\partial x_k = \tfrac2C (x_k - \mu)` (the :math:`\mu` terms cancel, since the
+centred row sums to 0), :math:`\partial r/\partial x_k = -\tfrac{r^3}{C}(x_k-\mu)`, so
+
+.. math:: \bar x_k = r\,\bar{\hat x}_k - \tfrac{r}{C}\textstyle\sum_c \bar{\hat x}_c
+          - \tfrac{r^3}{C} (x_k-\mu) \textstyle\sum_c \bar{\hat x}_c (x_c-\mu)
+          = r\big(\bar{\hat x}_k - \langle\bar{\hat x}\rangle
+          - \hat x_k \langle \bar{\hat x}\hat x\rangle\big),
+
+:math:`\bar\gamma = \sum_{rows}\bar y\hat x`, :math:`\bar\beta = \sum_{rows}\bar y`.
+``check_layer_norm`` lets SymPy differentiate the forward expression (with
+:math:`\varepsilon` a symbol) and compares ``ops.layer_norm_vjp`` at random points, and checks
+the closed form above symbolically for C = 3.
+
+Run: ``python3 derivations/dense_activations.py [--check]`` (about 9 s).
 """
 
 from __future__ import annotations
@@ -95,7 +113,7 @@ import sympy as sp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from geomp_ref.layers.mlp import MLP
-from geomp_ref.ops import activations, dense, geometry, radial
+from geomp_ref.ops import activations, dense, geometry, normalization, radial
 
 EPS = 2.0**-52
 RTOL, ATOL = 1e-12, 1e-13
@@ -633,6 +651,51 @@ def check_edge_lengths(rng: np.random.Generator) -> list:
     return failures
 
 
+def derive_layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps) -> np.ndarray:
+    """Rows of ``x`` (R, C) normalised as written in section 6 (object arrays, symbolic)."""
+    out = np.empty(x.shape, dtype=object)
+    c = x.shape[1]
+    for i in range(x.shape[0]):
+        mu = sum(x[i], sp.Integer(0)) / c
+        var = sum(((xc - mu) ** 2 for xc in x[i]), sp.Integer(0)) / c
+        r = 1 / sp.sqrt(var + eps)
+        for k in range(c):
+            out[i, k] = (x[i, k] - mu) * r * gamma[k] + beta[k]
+    return out
+
+
+def check_layer_norm(rng: np.random.Generator) -> list:
+    failures: list = []
+    eps = sp.Symbol("epsilon", positive=True)
+    x, gamma, beta = sym_array("x", (2, 3)), sym_array("gamma", (3,)), sym_array("beta", (3,))
+    g = sym_array("grad_y", (2, 3))
+    y = derive_layer_norm(x, gamma, beta, eps)
+    # the closed form of grad_x against SymPy's derivative, symbolically (one row, C = 3)
+    row = x[0]
+    mu = sum(row, sp.Integer(0)) / 3
+    r = 1 / sp.sqrt(sum(((v - mu) ** 2 for v in row), sp.Integer(0)) / 3 + eps)
+    xh = [(v - mu) * r for v in row]
+    gh = [g[0, k] * gamma[k] for k in range(3)]
+    m1 = sum(gh, sp.Integer(0)) / 3
+    m2 = sum((a * b for a, b in zip(gh, xh)), sp.Integer(0)) / 3
+    want = vjp(y, x, g)[0]
+    for k in range(3):
+        sym_zero(f"layer_norm grad_x[{k}] closed form", want[k] - r * (gh[k] - m1 - xh[k] * m2),
+                 failures)
+    for e in (1e-5, 0.25):
+        xv = rng.standard_normal((2, 3)) * 2.0 + 0.7
+        gav, bev, gv = rng.standard_normal(3), rng.standard_normal(3), rng.standard_normal((2, 3))
+        vals = [(x, xv), (gamma, gav), (beta, bev), (g, gv), (np.array([eps], dtype=object),
+                                                              np.array([e]))]
+        compare(f"layer_norm (eps={e})", normalization.layer_norm(xv, gav, bev, eps=e),
+                evaluate(y, vals), failures)
+        got = normalization.layer_norm_vjp(xv, gav, bev, gv, eps=e)
+        for name, sym, val in (("x", x, got[0]), ("gamma", gamma, got[1]), ("beta", beta, got[2])):
+            compare(f"layer_norm_vjp grad_{name} (eps={e})", val, evaluate(vjp(y, sym, g), vals),
+                    failures)
+    return failures
+
+
 CHECKS = (
     check_linear,
     check_mlp,
@@ -644,6 +707,7 @@ CHECKS = (
     check_bessel_derivative_accuracy,
     check_cutoffs,
     check_edge_lengths,
+    check_layer_norm,
 )
 
 

@@ -3,7 +3,8 @@
 Each ``f_vjp`` takes the arguments of ``f`` followed by the cotangent of its output.
 
 Submodules: :mod:`.scatter` (gather, scatter, aggregation; backend dispatch), :mod:`.dense`
-(linear), :mod:`.activations`, :mod:`.radial` (radial bases and cutoffs), :mod:`.geometry`
+(linear), :mod:`.normalization` (layer norm), :mod:`.activations`, :mod:`.radial` (radial bases
+and cutoffs), :mod:`.geometry`
 (edge lengths: the one place they are computed), :mod:`.edge_filters` (SchNet's cutoff-scaled
 filter aggregation, reverse-edge pairing, the edge-vector VJP per backend). Functions with one
 differentiable argument return its gradient; functions with several return a tuple in argument
@@ -11,7 +12,7 @@ order with ``None`` for integer arguments. Every ``*_vjp`` checks that its cotan
 of the forward output, and every argument is validated with an error that names it.
 """
 
-from . import activations, dense, edge_filters, geometry, radial, scatter
+from . import activations, dense, edge_filters, geometry, normalization, radial, scatter
 from .activations import (
     activate,
     derivative,
@@ -41,6 +42,7 @@ from .edge_filters import (
     filter_aggregate_vjp,
 )
 from .geometry import edge_length, edge_length_vjp, edge_sqlength, edge_sqlength_vjp
+from .normalization import layer_norm, layer_norm_vjp
 from .radial import (
     bessel_rbf,
     bessel_rbf_vjp,
@@ -74,14 +76,14 @@ from .scatter import (
 
 __all__ = [
     # submodules
-    "activations", "dense", "edge_filters", "geometry", "radial", "scatter",
+    "activations", "dense", "edge_filters", "geometry", "normalization", "radial", "scatter",
     # gather / scatter / aggregation (scatter.py)
     "gather", "gather_vjp", "scatter_sum", "scatter_sum_vjp", "scatter_mean", "scatter_mean_vjp",
     "scatter_max", "scatter_max_vjp", "scatter_softmax", "scatter_softmax_vjp",
     "aggregate", "aggregate_vjp", "aggregate_mean", "aggregate_mean_vjp",
     "weighted_aggregate", "weighted_aggregate_vjp", "edge_product",
-    # dense.py
-    "linear", "linear_vjp",
+    # dense.py, normalization.py
+    "linear", "linear_vjp", "layer_norm", "layer_norm_vjp",
     # activations.py
     "silu", "silu_vjp", "softplus", "softplus_vjp", "shifted_softplus", "shifted_softplus_vjp",
     "sigmoid", "sigmoid_vjp", "tanh", "tanh_vjp", "relu", "relu_vjp", "identity", "identity_vjp",
