@@ -46,11 +46,13 @@ def _operands(x, gamma, beta, eps):
     if gamma is not None:
         gamma = as_float64(gamma, "gamma")
         if gamma.shape != (c,):
-            raise ValueError(f"layer_norm: gamma must have shape (C,) = ({c},); got {gamma.shape}")
+            raise ValueError(f"layer_norm: gamma must have shape (C,) with C = x.shape[-1] = {c}; "
+                             f"got {gamma.shape}")
     if beta is not None:
         beta = as_float64(beta, "beta")
         if beta.shape != (c,):
-            raise ValueError(f"layer_norm: beta must have shape (C,) = ({c},); got {beta.shape}")
+            raise ValueError(f"layer_norm: beta must have shape (C,) with C = x.shape[-1] = {c}; "
+                             f"got {beta.shape}")
     return x, gamma, beta, check_positive(eps, "eps")
 
 
