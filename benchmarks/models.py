@@ -64,6 +64,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import model_peers as peers  # noqa: E402  (after the path setup)
 
+from geomp_ref.backends import NAMES  # noqa: E402  (ours: the backend names)
+
 WORKLOADS = ("schnet", "egnn", "segnn", "tfn", "lieconv")
 
 
@@ -396,7 +398,7 @@ def _rel(a, b) -> float:
 def _pair_check(results):
     o_t, g_t = results["torch"]
     return {b: max(_rel(results[b][0], o_t), _rel(results[b][1], g_t))
-            for b in results if b in _OURS}
+            for b in results if b in NAMES}
 
 
 def _leaves(tree):
@@ -405,9 +407,6 @@ def _leaves(tree):
             yield from _leaves(v)
     else:
         yield tree
-
-
-_OURS = ("numpy", "numba", "cuda")
 
 
 def _backends(args) -> tuple:
@@ -460,7 +459,8 @@ def child(args) -> int:
 
 
 def memory_peak(args, workload, method) -> float | None:
-    cmd = [sys.executable, __file__, "--child", workload, method, "--threads", str(args.threads)]
+    cmd = [sys.executable, __file__, "--child", workload, method, "--threads", str(args.threads),
+           "--backends", ",".join(_backends(args))]
     if args.egnn_peer:
         cmd += ["--egnn-peer", args.egnn_peer]
     try:

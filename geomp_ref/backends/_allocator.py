@@ -42,10 +42,10 @@ def _mallopt():
         return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        gnu = libc.gnu_get_libc_version  # present in glibc only
-    except (OSError, AttributeError):
+    except OSError:
         return None
-    del gnu
+    if not hasattr(libc, "gnu_get_libc_version"):  # present in glibc only
+        return None
     fn = libc.mallopt
     fn.argtypes = (ctypes.c_int, ctypes.c_int)
     fn.restype = ctypes.c_int

@@ -42,12 +42,7 @@ from .._validate import positions as _positions
 from ..graph import Graph, radius_graph
 from ..ops import activations, dense, scatter
 from .base import Block, check_params, linear_init
-from .cfconv import (
-    CFConv,
-    CFConvCache,
-    SchNetInteraction,
-    SchNetInteractionCache,
-)
+from .cfconv import CFConv, CFConvCache, SchNetInteraction, SchNetInteractionCache
 from .schnet_constants import SchNetConstants
 
 __all__ = [
