@@ -22,13 +22,21 @@ Two subcommands:
     nbody train``) and ``pub_<model>_<E>.log`` (the published scripts' stdout), and prints, for
     every budget B in ``--budgets`` that a run covers, the test MSE at the best validation MSE
     among the evaluations of epochs < B, which is what a run of B epochs reports (no schedule
-    depends on the total), next to the paper's Table 2.
+    depends on the total), next to the paper's Table 2. ``tfn-se3`` (the published TFN's own
+    architecture) is compared with the published TFN's logs, ``pub_tfn_<E>.log``.
+
+``seeds``
+    The same budgets over many runs of one model: every ``ours_<model>_*/metrics.csv`` and
+    every published log ``pub_<model>_*.log`` found in the ``--runs`` folders (any suffix after
+    the model name, e.g. ``ours_tfn-se3_11_s3``), each read at the budgets it covers; prints the
+    runs' values, the mean and standard deviation of each side and the ratio of the means.
 
 Usage::
 
     python benchmarks/nbody.py speed --data DIR --egnn-peer EGNN_CHECKOUT \\
         --segnn-peer SEGNN_CHECKOUT [--rounds 3]
     python benchmarks/nbody.py table --runs RUNS_DIR [--budgets 10,50,100,1000]
+    python benchmarks/nbody.py seeds --model tfn-se3 --runs DIR [DIR ...] [--budgets 6,11]
 """
 
 from __future__ import annotations
@@ -53,9 +61,12 @@ from geomp_ref.nbody import NBodyDataset  # noqa: E402
 from geomp_ref.train import Adam, mse_loss  # noqa: E402
 
 #: EGNN paper, Table 2 (test MSE, charged 5-body, 3 000 training systems, 10 000 epochs)
-PAPER = {"linear": 0.0819, "se3_transformer": 0.0244, "tfn": 0.0155, "gnn": 0.0107,
-         "rf": 0.0104, "egnn": 0.0071, "segnn": 0.0043, "ponita": 0.0043}
-LR = {"linear": 5e-4, "gnn": 1e-3, "rf": 2e-4, "egnn": 5e-4, "segnn": 5e-4, "tfn": 1e-3}
+PAPER = {"linear": 0.0819, "se3_transformer": 0.0244, "tfn": 0.0155, "tfn-se3": 0.0155,
+         "gnn": 0.0107, "rf": 0.0104, "egnn": 0.0071, "segnn": 0.0043, "ponita": 0.0043}
+LR = {"linear": 5e-4, "gnn": 1e-3, "rf": 2e-4, "egnn": 5e-4, "segnn": 5e-4, "tfn": 1e-3,
+      "tfn-se3": 1e-3}
+#: the published run each model is compared with (both TFNs against the published TFN)
+PEER_RUN = {"tfn-se3": "tfn"}
 TRAIN_BATCHES, EVAL_BATCHES = 30, 8  # per epoch: 3000 / 100; (2000 + 2000) / 100 / 5
 
 
@@ -181,7 +192,7 @@ def speed(args) -> int:
     for name in models:
         methods = {f"ours ({b})": _ours(name, b) for b in ("numpy", "numba")}
         peer = args.segnn_peer if name == "segnn" else args.egnn_peer
-        if name != "tfn" and peer:
+        if name not in ("tfn", "tfn-se3") and peer:  # the published TFN needs DGL
             methods["published torch"] = _torch(name, args)
         times = {k: ([], []) for k in methods}
         for train, evaluate in methods.values():  # warm-up (numba compilation)
@@ -251,7 +262,7 @@ def table(args) -> int:
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name in MODELS:
         ours_runs = sorted(runs.glob(f"ours_{name}_*/metrics.csv"))
-        pub_runs = sorted(runs.glob(f"pub_{name}_*.log"))
+        pub_runs = sorted(runs.glob(f"pub_{PEER_RUN.get(name, name)}_*.log"))
         ours = [(int(p.parent.name.rsplit("_", 1)[1]), *_ours_evals(p)) for p in ours_runs]
         pub = [(int(p.stem.rsplit("_", 1)[1]), *_pub_evals(p)) for p in pub_runs]
         for budget in budgets:
@@ -272,6 +283,37 @@ def table(args) -> int:
     return 0
 
 
+def _covers(evals, budget):
+    return bool(evals) and max(e for e, _, _ in evals) >= budget - 5
+
+
+def seeds(args) -> int:
+    name = args.model
+    peer = PEER_RUN.get(name, name)
+    ours, pub = [], []
+    for folder in map(Path, args.runs):
+        for p in sorted(folder.glob(f"ours_{name}_*/metrics.csv")):
+            ours.append((p.parent.name, _ours_evals(p)[0]))
+        for p in sorted(folder.glob(f"pub_{peer}_*.log")):
+            pub.append((p.stem, _pub_evals(p)[0]))
+    print("| budget | side | runs | mean | sd | ours / published (means) |")
+    print("|---:|---|---|---:|---:|---:|")
+    for budget in (int(b) for b in args.budgets.split(",")):
+        means = {}
+        for side, runs in (("ours", ours), ("published", pub)):
+            vals = [(n, _at_budget(ev, budget)[2]) for n, ev in runs if _covers(ev, budget)]
+            if not vals:
+                continue
+            v = [x for _, x in vals]
+            means[side] = statistics.mean(v)
+            sd = f"{statistics.stdev(v):.4f}" if len(v) > 1 else "-"
+            listed = ", ".join(f"{x:.4f}" for _, x in vals)
+            ratio = (f"{means['ours'] / means['published']:.2f}"
+                     if side == "published" and "ours" in means else "")
+            print(f"| {budget} | {side} | {listed} | {means[side]:.4f} | {sd} | {ratio} |")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -286,8 +328,12 @@ def main(argv=None) -> int:
     tp = sub.add_parser("table")
     tp.add_argument("--runs", required=True)
     tp.add_argument("--budgets", default="10,50,100,1000")
+    ep = sub.add_parser("seeds")
+    ep.add_argument("--model", required=True, choices=MODELS)
+    ep.add_argument("--runs", required=True, nargs="+")
+    ep.add_argument("--budgets", default="6,11")
     args = ap.parse_args(argv)
-    return speed(args) if args.command == "speed" else table(args)
+    return {"speed": speed, "table": table, "seeds": seeds}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Cases of the steerable N-body models (NBodySEGNN, NBodyTFN).
+"""Cases of the steerable N-body models (NBodySEGNN, NBodyTFN, NBodySE3TFN).
 
 Problems are batches of charged five-body systems on complete graphs, as the published loader
 builds them: positions at least 0.5 apart, velocities of order one (never zero, where the speed
@@ -9,6 +9,8 @@ so that the finite-difference battery stays fast.
   own coordinates, which is neither rotation nor translation equivariant, so only node
   permutations are checked (group "none"); ``NBodySEGNN/corrected`` centres on the system's
   centroid and must be E(3)-equivariant.
+* ``NBodySE3TFN/small`` is the published TFN's architecture, rotation- and
+  translation-equivariant only (group "SE3").
 * ``NBodyTFN/small`` uses a radius of 6 so that the longest edges (up to ~5) fall inside the
   cutoff's smooth ramp (from 3 to 6) and its derivative is exercised; E(3)-equivariant.
 
@@ -19,7 +21,7 @@ smaller step dominates).
 
 from __future__ import annotations
 
-from ..models.nbody_steerable import NBodySEGNN, NBodyTFN
+from ..models.nbody_steerable import NBodySE3TFN, NBodySEGNN, NBodyTFN
 from . import Case
 from .nbody import _systems as _nbody_systems
 
@@ -44,4 +46,8 @@ def register() -> list[Case]:
                                         radial_neurons=8, radial_layers=1), _systems,
              kinds, ("position",), "E3", fd_eps=1e-4,
              notes="three convolutions (two gated), harmonics to l = 2, cutoff ramp exercised"),
+        Case("NBodySE3TFN/small", NBodySE3TFN(channels=3, num_layers=3, radial_hidden=6),
+             _systems, kinds, ("position",), "SE3",
+             notes="the published TFN's architecture: SE(3) only (cross-product kernel); "
+                   "ReLUs, so the default step 1e-5 (see cases/se3_tfn.py)"),
     ]

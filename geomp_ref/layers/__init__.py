@@ -22,7 +22,8 @@ case :math:`m_{ij} = k(x_j - x_i)\, f_j`. The families:
   :class:`BasisConv`;
 * kernel specs shared by the convolutions: :class:`MLPKernel`, :class:`RadialKernel`,
   :class:`BSplineKernel`;
-* steerable: :class:`TFNConv`, :class:`SEGNN` with its blocks :class:`SEGNNLayer`,
+* steerable: :class:`TFNConv`, the SE(3)-Transformer code's TFN layer :class:`SE3Conv` with
+  :class:`SE3NormNonlinearity`, :class:`SEGNN` with its blocks :class:`SEGNNLayer`,
   :class:`O3TensorProduct`, :class:`O3TensorProductGate`, :class:`InstanceNorm`,
   :class:`NBodyAttributes`.
 
@@ -74,6 +75,8 @@ _EXPORTS = {
     "BSplineKernel": "kernels",
     # steerable
     "TFNConv": "tfn",
+    "SE3Conv": "se3_tfn",
+    "SE3NormNonlinearity": "se3_tfn",
     "SEGNN": "segnn",
     "SEGNNLayer": "segnn_layer",
     "O3TensorProduct": "segnn_blocks",

@@ -2,11 +2,12 @@
 
 * :mod:`geomp_ref.models.nbody`: the charged N-body models of the EGNN paper (Satorras et al.
   2021, Table 2): :class:`NBodyLinear`, :class:`NBodyGNN`, :class:`NBodyRF` (Radial Field) and
-  :class:`NBodyEGNN` (``EGNN_vel``); :func:`make_model` builds any of the six by its name in
+  :class:`NBodyEGNN` (``EGNN_vel``); :func:`make_model` builds any of the seven by its name in
   ``MODELS`` (the names ``geomp-ref nbody train --model`` takes) with the published
   configuration, and :func:`model_inputs` turns a data batch into the forward's inputs.
 * :mod:`geomp_ref.models.nbody_steerable`: the steerable ones, :class:`NBodySEGNN` (SEGNN's
-  published N-body configuration) and :class:`NBodyTFN` (a TFN baseline).
+  published N-body configuration), :class:`NBodyTFN` (a TFN baseline from e3nn's convolution)
+  and :class:`NBodySE3TFN` (the published TFN baseline's own architecture).
 * :mod:`geomp_ref.models.nbody_features`: their input features (speeds, charge products,
   input-frame squared distances) and the VJPs of those features.
 
@@ -28,6 +29,7 @@ _EXPORTS = {
     "model_inputs": "nbody",
     "NBodySEGNN": "nbody_steerable",
     "NBodyTFN": "nbody_steerable",
+    "NBodySE3TFN": "nbody_steerable",
 }
 _SUBMODULES = ("nbody", "nbody_features", "nbody_steerable")
 

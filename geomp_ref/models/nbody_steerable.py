@@ -57,6 +57,16 @@ Where our TFNConv differs from the published convolution (documented, not hidden
   to ``lmax = 2``);
 * the published basis is computed in float64 and cast to float32; here everything is float64.
 
+:class:`NBodySE3TFN` is the published TFN baseline itself, block for block: the SE(3)-Transformer
+code's ``GConvSE3`` (:class:`~geomp_ref.layers.se3_tfn.SE3Conv`: kernels over every
+:math:`J`, the cross product included, radial networks with layer normalisation on the raw
+distance, self-interaction added to every message, mean aggregation) and ``GNormSE3``
+(:class:`~geomp_ref.layers.se3_tfn.SE3NormNonlinearity`), with the published initialisation
+and parameter count (127 024). Given the same weights it agrees with the published float32
+module to float32 precision, and trained from the same weights on the same batches its loss
+follows the published run's (``geomp-ref nbody train --model tfn-se3``). It is SE(3)- but not
+E(3)-equivariant.
+
 Backward: both models reverse their forward line by line; :class:`NBodyAttributes` carries the
 cotangents of the SEGNN inputs back to positions, velocities and charges, and every TFNConv
 returns its position cotangent, summed over the four layers.
@@ -73,14 +83,15 @@ from .._validate import as_rng, check_cache, check_choice, check_int, check_posi
 from .._validate import grad_out as _grad_out
 from ..graph import Graph
 from ..layers.base import Block, check_backend, check_params
+from ..layers.se3_tfn import SE3Conv, SE3NormNonlinearity
 from ..layers.segnn import SEGNN
 from ..layers.segnn_blocks import check_mode
 from ..layers.segnn_nbody import NBodyAttributes
 from ..layers.tfn import TFNConv
 from . import nbody_features as F
 
-__all__ = ["MODELS", "NBodySEGNN", "NBodySEGNNCache", "NBodyTFN", "NBodyTFNCache",
-           "make_model"]
+__all__ = ["MODELS", "NBodySE3TFN", "NBodySE3TFNCache", "NBodySEGNN", "NBodySEGNNCache",
+           "NBodyTFN", "NBodyTFNCache", "make_model"]
 
 
 # --- SEGNN -------------------------------------------------------------------------------------
@@ -270,10 +281,121 @@ class NBodyTFN(Block):
         return {"layers": g_layers}, (g_x, g_h[:, 1:], g_h[:, :1])
 
 
+# --- TFN, the published architecture ---------------------------------------------------------
+
+
+class NBodySE3TFNCache(NamedTuple):
+    graph: Graph
+    layers: tuple  # (conv cache, norm cache or None) per layer
+
+
+@dataclass(frozen=True)
+class NBodySE3TFN(Block):
+    r"""The published TFN baseline itself: the SE(3)-Transformer code's ``OursTFN`` on ``[q, v]``.
+
+    .. math::
+
+        h^0 = (q_i;\ v_i),\quad h^{k+1} = \mathrm{Norm}_k(\mathrm{Conv}_k(h^k, x))\ (k < L-1),
+        \quad \hat x_i = x_i + \mathrm{Conv}_{L-1}(h^{L-1}, x)_i,
+
+    with :class:`~geomp_ref.layers.se3_tfn.SE3Conv` (self-interaction on) and
+    :class:`~geomp_ref.layers.se3_tfn.SE3NormNonlinearity`; hidden features have ``channels``
+    channels of every degree below ``num_degrees`` (published ``--nf 32 --degree 2``: 16
+    channels of degrees 0 and 1), the input is the charge (degree 0) and the velocity
+    (degree 1), the last convolution writes one vector. SE(3)-equivariant (not under
+    reflections: the vector-to-vector kernel has a cross-product part).
+
+    Parameters
+    ----------
+    channels : int
+    num_layers : int
+    num_degrees : int
+    radial_hidden : int
+    backend : str
+
+    Notes
+    -----
+    Params ``{"conv": {"0": SE3Conv params, ...}, "norm": {"0": SE3NormNonlinearity params,
+    ...}}`` (``norm`` for every layer but the last). The published module names:
+    ``block0[2k]`` is ``conv[k]`` and ``block0[2k+1]`` is ``norm[k]``.
+    """
+
+    channels: int = 16
+    num_layers: int = 4
+    num_degrees: int = 2
+    radial_hidden: int = 32
+    backend: str = "numpy"
+    convs: Any = field(init=False, repr=False, compare=False)
+    norms: Any = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        o = "NBodySE3TFN"
+        check_int(self.channels, f"{o}.channels", minimum=1)
+        check_int(self.num_layers, f"{o}.num_layers", minimum=1)
+        check_int(self.num_degrees, f"{o}.num_degrees", minimum=2, maximum=4)
+        check_int(self.radial_hidden, f"{o}.radial_hidden", minimum=1)
+        check_backend(self.backend, o)
+        mid = (self.channels,) * self.num_degrees
+        kw = {"radial_hidden": self.radial_hidden, "backend": self.backend}
+        convs, norms, c_in = [], [], (1, 1)
+        for k in range(self.num_layers):
+            last = k == self.num_layers - 1
+            convs.append(SE3Conv(c_in, (0, 1) if last else mid, self_interaction=True, **kw))
+            if not last:
+                norms.append(SE3NormNonlinearity(mid, backend=self.backend))
+            c_in = mid
+        object.__setattr__(self, "convs", tuple(convs))
+        object.__setattr__(self, "norms", tuple(norms))
+
+    def param_shapes(self) -> dict:
+        return {"conv": {str(k): c.param_shapes() for k, c in enumerate(self.convs)},
+                "norm": {str(k): n.param_shapes() for k, n in enumerate(self.norms)}}
+
+    def init(self, rng) -> dict:
+        rng = as_rng(rng, "rng")
+        conv, norm = {}, {}
+        for k, c in enumerate(self.convs):  # in the published module order
+            conv[str(k)] = c.init(rng)
+            if k < len(self.norms):
+                norm[str(k)] = self.norms[k].init(rng)
+        return {"conv": conv, "norm": norm}
+
+    def forward(self, params, graph, x, v, charges):
+        check_params(params, self.param_shapes(), "NBodySE3TFN", exact=True)
+        x, v, charges = F.check_nbody_inputs(graph, x, v, charges)
+        h = np.concatenate([charges, v], axis=1)
+        caches = []
+        for k, conv in enumerate(self.convs):
+            h, cc = conv.forward(params["conv"][str(k)], graph, h, x)
+            cn = None
+            if k < len(self.norms):
+                h, cn = self.norms[k].forward(params["norm"][str(k)], h)
+            caches.append((cc, cn))
+        return x + h, NBodySE3TFNCache(graph, tuple(caches))
+
+    def backward(self, params, cache: NBodySE3TFNCache, grad_out):
+        check_cache(cache, NBodySE3TFNCache, "NBodySE3TFN")
+        g_h = _grad_out(grad_out, (cache.graph.num_nodes, 3), "NBodySE3TFN")
+        g_x = g_h  # reverses `x + h`
+        g_conv, g_norm = {}, {}
+        for k in reversed(range(len(self.convs))):
+            cc, cn = cache.layers[k]
+            if cn is not None:  # reverses `h = norm_k(h)`
+                g_norm[str(k)], (g_h,) = self.norms[k].backward(params["norm"][str(k)], cn, g_h)
+            # reverses `h = conv_k(h, x)`
+            g_conv[str(k)], (g_h, g_xk) = self.convs[k].backward(params["conv"][str(k)], cc,
+                                                                 g_h)
+            g_x = g_x + g_xk
+        grads = {"conv": dict(sorted(g_conv.items(), key=lambda kv: int(kv[0]))),
+                 "norm": dict(sorted(g_norm.items(), key=lambda kv: int(kv[0])))}
+        # reverses `h = [q, v]`
+        return grads, (g_x, g_h[:, 1:], g_h[:, :1])
+
+
 # --- registry -----------------------------------------------------------------------------------
 
 #: model name -> class, the names ``geomp-ref nbody train --model`` takes for these models
-MODELS = {"segnn": NBodySEGNN, "tfn": NBodyTFN}
+MODELS = {"segnn": NBodySEGNN, "tfn": NBodyTFN, "tfn-se3": NBodySE3TFN}
 
 
 def make_model(name: str, **options) -> Block:

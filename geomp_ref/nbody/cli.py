@@ -5,7 +5,7 @@ Subcommands::
     geomp-ref nbody generate --out DIR [--num-train N] [--num-valid N] [--num-test N] [--seed S]
         [--suffix SUFFIX] [--length L] [--length-test L] [--sample-freq F] [--n-balls B]
         [--initial-vel {0,1}] [--block N] [--quiet]
-    geomp-ref nbody train --model {linear,gnn,rf,egnn,segnn,tfn} --data DIR [--suffix small]
+    geomp-ref nbody train --model {linear,gnn,rf,egnn,segnn,tfn,tfn-se3} --data DIR [--suffix small]
         [--epochs E] [--lr LR] [--batch-size 100] [--max-samples 3000] [--seed S] [--out DIR]
         [--weight-decay W] [--eval-every K] [--float32] [--quiet]
 
@@ -17,8 +17,10 @@ simulations of 5 000 steps, sample frequency 100, 5 balls, initial velocity on);
 ``train`` follows the published training script: Adam with weight decay 1e-12, batches of 100,
 the first 3 000 training simulations, MSE on the positions 1 000 steps ahead, validation and test
 every 5 epochs, test loss reported at the best validation epoch. Its default learning rate is the
-published one of the model (egnn, linear, segnn 5e-4; gnn, tfn 1e-3; rf 2e-4) and its default
-number of epochs the published 10 000.
+published one of the model (egnn, linear, segnn 5e-4; gnn, tfn, tfn-se3 1e-3; rf 2e-4) and its
+default number of epochs the published 10 000. ``tfn`` is a TFN built from e3nn's convolution
+(:class:`geomp_ref.models.nbody_steerable.NBodyTFN`), ``tfn-se3`` the published TFN baseline's
+own architecture (:class:`geomp_ref.models.nbody_steerable.NBodySE3TFN`).
 
 The models come from :mod:`geomp_ref.models.nbody`, which is expected to provide
 ``make_model(name) -> block`` and ``model_inputs(name, batch) -> tuple`` (the forward inputs after
@@ -39,10 +41,11 @@ import sys
 
 __all__ = ["build_parser", "main"]
 
-MODELS = ("linear", "gnn", "rf", "egnn", "segnn", "tfn")
+MODELS = ("linear", "gnn", "rf", "egnn", "segnn", "tfn", "tfn-se3")
 #: Learning rates of the published runs (EGNN repository main_nbody.py defaults and README
 #: commands; SEGNN repository README).
-DEFAULT_LR = {"linear": 5e-4, "gnn": 1e-3, "rf": 2e-4, "egnn": 5e-4, "segnn": 5e-4, "tfn": 1e-3}
+DEFAULT_LR = {"linear": 5e-4, "gnn": 1e-3, "rf": 2e-4, "egnn": 5e-4, "segnn": 5e-4, "tfn": 1e-3,
+              "tfn-se3": 1e-3}
 
 
 class _ArgumentError(Exception):

@@ -23,7 +23,7 @@ from geomp_ref.train import load_checkpoint, mse_loss
 
 #: the published learning rates (EGNN repository README commands, SEGNN repository README)
 PUBLISHED_LR = {"linear": 5e-4, "gnn": 1e-3, "rf": 2e-4, "egnn": 5e-4, "segnn": 5e-4,
-                "tfn": 1e-3}
+                "tfn": 1e-3, "tfn-se3": 1e-3}
 
 
 @pytest.fixture(scope="module")
