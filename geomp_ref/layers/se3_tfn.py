@@ -192,12 +192,24 @@ def kernel_basis(Y: np.ndarray, l: int, k: int) -> np.ndarray:
     K : ndarray, shape (E, 2 min(l, k) + 1, 2k + 1, 2l + 1)
         ``K[:, f]`` is :math:`K_J` for :math:`J = |l - k| + f`.
     """
+    l, k = check_int(l, "l"), check_int(k, "k")
+    Y = as_float64(Y, "Y", ndim=2)
+    if Y.shape[1] < (l + k + 1) ** 2:
+        raise ValueError(f"Y must hold the harmonics up to degree l + k = {l + k}, i.e. at least "
+                         f"{(l + k + 1) ** 2} columns; got shape {Y.shape}")
     return np.stack([np.einsum("abM,eM->eab", o3.wigner_3j(k, l, J), _Y_J(Y, J))
                      for J in _js(l, k)], axis=1) * _INV_SQRT_4PI
 
 
 def kernel_basis_vjp(grad_K: np.ndarray, l: int, k: int, lmax: int) -> np.ndarray:
     """VJP of :func:`kernel_basis` with respect to ``Y``: shape (E, (lmax+1)**2)."""
+    l, k = check_int(l, "l"), check_int(k, "k")
+    lmax = check_int(lmax, "lmax", minimum=l + k)
+    grad_K = as_float64(grad_K, "grad_K", ndim=4)
+    want = (2 * min(l, k) + 1, 2 * k + 1, 2 * l + 1)
+    if grad_K.shape[1:] != want:
+        raise ValueError(f"grad_K must have shape (E, {want[0]}, {want[1]}, {want[2]}) for "
+                         f"l = {l}, k = {k}; got {grad_K.shape}")
     g = np.zeros((grad_K.shape[0], (lmax + 1) ** 2))
     for f, J in enumerate(_js(l, k)):
         g[:, J * J:(J + 1) * (J + 1)] += np.einsum(

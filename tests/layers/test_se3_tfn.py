@@ -105,6 +105,20 @@ def test_basis_vjp_against_finite_differences(rng):
     assert abs(fd - np.sum(gY * dY)) <= 1e-9 * max(1.0, abs(fd))
 
 
+def test_basis_bad_input(rng):
+    Y = _Y(_units(rng, 3), 1)
+    with pytest.raises(ValueError, match="Y must hold the harmonics up to degree l \\+ k = 2"):
+        kernel_basis(Y, 1, 1)
+    with pytest.raises(ValueError, match="Y"):
+        kernel_basis(np.full((3, 9), np.nan), 1, 1)
+    with pytest.raises(TypeError, match="l"):
+        kernel_basis(_Y(_units(rng, 3), 2), 1.0, 1)
+    with pytest.raises(ValueError, match="grad_K"):
+        kernel_basis_vjp(np.zeros((3, 3, 3, 1)), 1, 1, 2)
+    with pytest.raises(ValueError, match="lmax"):
+        kernel_basis_vjp(np.zeros((3, 3, 3, 3)), 1, 1, 1)
+
+
 # --- the convolution ---------------------------------------------------------------------------
 
 
