@@ -41,3 +41,14 @@ def random_cloud_graph(rng: np.random.Generator, num_nodes: int, *, dim: int = 3
 def molecule_graph(mol, cutoff: float = 2.0) -> tuple[Graph, np.ndarray]:
     """Radius graph of a shipped molecule (bonded-ish neighbourhoods at 2 Angstrom)."""
     return radius_graph(mol.pos, cutoff), mol.pos.copy()
+
+
+def cloud_features_maker(dim: int):
+    """``make_inputs(rng, num_nodes) -> (graph, (f, pos))``: features of width ``dim`` on a
+    :func:`random_cloud_graph`."""
+
+    def make(rng: np.random.Generator, num_nodes: int):
+        graph, pos = random_cloud_graph(rng, num_nodes)
+        return graph, (rng.normal(size=(num_nodes, dim)), pos)
+
+    return make

@@ -17,20 +17,12 @@ from __future__ import annotations
 
 from ..layers.se3_tfn import SE3Conv, SE3NormNonlinearity, channels_dim
 from . import Case
-from ._util import random_cloud_graph
+from ._util import cloud_features_maker
 
 
 def _irreps(channels) -> str:
     parity = "eoe"
     return "irreps:" + "+".join(f"{m}x{l}{parity[l]}" for l, m in enumerate(channels) if m)
-
-
-def _conv_maker(dim):
-    def make(rng, num_nodes):
-        graph, pos = random_cloud_graph(rng, num_nodes)
-        return graph, (rng.normal(size=(num_nodes, dim)), pos)
-
-    return make
 
 
 def _norm_maker(dim):
@@ -41,7 +33,7 @@ def _norm_maker(dim):
 
 
 def _conv_case(name, spec, notes):
-    return Case(name, spec, _conv_maker(spec.dim_in),
+    return Case(name, spec, cloud_features_maker(spec.dim_in),
                 (_irreps(spec.channels_in), "position"), (_irreps(spec.channels_out),), "SE3",
                 notes=notes)
 

@@ -28,7 +28,7 @@ from ..layers.segnn_norm import InstanceNorm
 from ..layers.tfn import TFNConv
 from ..testing import register_kind
 from . import Case
-from ._util import random_cloud_graph
+from ._util import cloud_features_maker, random_cloud_graph
 
 TFN_IN = "2x0e+1x0o+1x1o+1x1e"
 TFN_OUT = "2x0e+1x0o+1x1o+1x1e+1x2e"
@@ -47,16 +47,6 @@ register_kind("edge_irreps:", _edge_irreps)
 
 def _irr(ir):
     return f"irreps:{ir}"
-
-
-def _maker(dim):
-    """(f, pos) on a random cloud."""
-
-    def make(rng, num_nodes):
-        graph, pos = random_cloud_graph(rng, num_nodes)
-        return graph, (rng.normal(size=(num_nodes, dim)), pos)
-
-    return make
 
 
 def _segnn_maker(spec):
@@ -138,13 +128,13 @@ def register() -> list[Case]:
                        radial_neurons=5, radial_layers=2, self_connection=False,
                        sh_normalization="norm", act_constants="exact")
     cases = [
-        Case("TFNConv/gated-l2", tfn_gate, _maker(tfn_gate.irreps_in.dim),
+        Case("TFNConv/gated-l2", tfn_gate, cloud_features_maker(tfn_gate.irreps_in.dim),
              (_irr(TFN_IN), "position"), (_irr(TFN_OUT),), "E3",
              notes="e3nn gate_points_2101 Convolution + Gate; SH component; 1/sqrt(3) sum"),
-        Case("TFNConv/linear-integral", tfn_lin, _maker(tfn_lin.irreps_in.dim),
+        Case("TFNConv/linear-integral", tfn_lin, cloud_features_maker(tfn_lin.irreps_in.dim),
              (_irr(TFN_IN), "position"), ("irreps:1x0e+1x0o+1x1o+1x1e",), "E3",
              notes="no gate, integral SH, exact activation constant"),
-        Case("TFNConv/no-self-connection", tfn_nosc, _maker(tfn_nosc.irreps_in.dim),
+        Case("TFNConv/no-self-connection", tfn_nosc, cloud_features_maker(tfn_nosc.irreps_in.dim),
              (_irr(tfn_nosc.irreps_in), "position"), (_irr(tfn_nosc.irreps_out),), "E3",
              notes="no self-connection, two hidden radial layers, norm SH, a gated 0o scalar"),
         _layer_case("SEGNNLayer/message-features", SEGNNLayer(SEGNN_HID, SH2,

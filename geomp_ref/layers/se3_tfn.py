@@ -197,6 +197,11 @@ def kernel_basis(Y: np.ndarray, l: int, k: int) -> np.ndarray:
     if Y.shape[1] < (l + k + 1) ** 2:
         raise ValueError(f"Y must hold the harmonics up to degree l + k = {l + k}, i.e. at least "
                          f"{(l + k + 1) ** 2} columns; got shape {Y.shape}")
+    return _basis(Y, l, k)
+
+
+def _basis(Y: np.ndarray, l: int, k: int) -> np.ndarray:
+    """:func:`kernel_basis` on arguments the caller has already checked."""
     return np.stack([np.einsum("abM,eM->eab", o3.wigner_3j(k, l, J), _Y_J(Y, J))
                      for J in _js(l, k)], axis=1) * _INV_SQRT_4PI
 
@@ -210,6 +215,11 @@ def kernel_basis_vjp(grad_K: np.ndarray, l: int, k: int, lmax: int) -> np.ndarra
     if grad_K.shape[1:] != want:
         raise ValueError(f"grad_K must have shape (E, {want[0]}, {want[1]}, {want[2]}) for "
                          f"l = {l}, k = {k}; got {grad_K.shape}")
+    return _basis_vjp(grad_K, l, k, lmax)
+
+
+def _basis_vjp(grad_K: np.ndarray, l: int, k: int, lmax: int) -> np.ndarray:
+    """:func:`kernel_basis_vjp` on arguments the caller has already checked."""
     g = np.zeros((grad_K.shape[0], (lmax + 1) ** 2))
     for f, J in enumerate(_js(l, k)):
         g[:, J * J:(J + 1) * (J + 1)] += np.einsum(
@@ -396,7 +406,7 @@ class SE3Conv(Block):
             nf = 2 * min(l, k) + 1
             E = y.shape[0]
             R = y.reshape(E, mo, mi * nf)  # R[e, o, (i, J)]
-            K = kernel_basis(Y, l, k).reshape(E, nf * (2 * k + 1), 2 * l + 1)
+            K = _basis(Y, l, k).reshape(E, nf * (2 * k + 1), 2 * l + 1)
             # B[e, (i, J), a] = (K_J f_j^i)_a for every input channel i and J
             B = np.matmul(f_src[l], K.transpose(0, 2, 1)).reshape(E, mi * nf, 2 * k + 1)
             m = np.matmul(R, B)  # m[e, o, a] = sum_{i,J} R[e, o, (i, J)] B[e, (i, J), a]
@@ -446,7 +456,7 @@ class SE3Conv(Block):
             g_K = np.matmul(cache.f_src[l].transpose(0, 2, 1), g_B).transpose(0, 2, 1)
             g_src[l] += np.matmul(g_B, K)
             # reverses `K = basis(Y)` and `R = radial(r)`
-            g_Y += kernel_basis_vjp(g_K.reshape(E, nf, 2 * k + 1, 2 * l + 1), l, k, self.lmax)
+            g_Y += _basis_vjp(g_K.reshape(E, nf, 2 * k + 1, 2 * l + 1), l, k, self.lmax)
             grads["radial"][key], g_rk = _radial_vjp(params["radial"][key], rc,
                                                      g_R.reshape(E, mo * mi * nf), self.backend)
             g_r += g_rk
