@@ -335,15 +335,15 @@ class NBodyEGNN(Block):
 
 # --- the training command's entry points ---------------------------------------------------------
 
-#: every N-body model by name; "segnn", "tfn" and "tfn-se3" live in
+#: every N-body model by name; "segnn", "segnn-e3", "tfn" and "tfn-se3" live in
 #: :mod:`geomp_ref.models.nbody_steerable`
-MODELS = ("linear", "gnn", "rf", "egnn", "segnn", "tfn", "tfn-se3")
+MODELS = ("linear", "gnn", "rf", "egnn", "segnn", "segnn-e3", "tfn", "tfn-se3")
 
 
 def make_model(name: str, **options) -> Block:
     """The published configuration of model ``name`` (``options`` override its fields)."""
     check_choice(name, "model", MODELS)
-    if name in ("segnn", "tfn", "tfn-se3"):
+    if name in ("segnn", "segnn-e3", "tfn", "tfn-se3"):
         from . import nbody_steerable  # imported here: it builds on the o3 stack
 
         return nbody_steerable.make_model(name, **options)

@@ -394,11 +394,14 @@ class NBodySE3TFN(Block):
 
 # --- registry -----------------------------------------------------------------------------------
 
-#: model name -> class, the names ``geomp-ref nbody train --model`` takes for these models
-MODELS = {"segnn": NBodySEGNN, "tfn": NBodyTFN, "tfn-se3": NBodySE3TFN}
+#: model name -> class, the names ``geomp-ref nbody train --model`` takes for these models;
+#: ``segnn-e3`` is the published SEGNN configuration with the E(3)-equivariant centring
+MODELS = {"segnn": NBodySEGNN, "segnn-e3": NBodySEGNN, "tfn": NBodyTFN, "tfn-se3": NBodySE3TFN}
+#: fields that differ from the class defaults for a name
+_OPTIONS = {"segnn-e3": {"mode": "corrected"}}
 
 
 def make_model(name: str, **options) -> Block:
     """The published configuration of steerable model ``name`` (``options`` override fields)."""
     check_choice(name, "model", tuple(MODELS))
-    return MODELS[name](**options)
+    return MODELS[name](**{**_OPTIONS.get(name, {}), **options})

@@ -5,9 +5,10 @@ Subcommands::
     geomp-ref nbody generate --out DIR [--num-train N] [--num-valid N] [--num-test N] [--seed S]
         [--suffix SUFFIX] [--length L] [--length-test L] [--sample-freq F] [--n-balls B]
         [--initial-vel {0,1}] [--block N] [--quiet]
-    geomp-ref nbody train --model {linear,gnn,rf,egnn,segnn,tfn,tfn-se3} --data DIR [--suffix small]
-        [--epochs E] [--lr LR] [--batch-size 100] [--max-samples 3000] [--seed S] [--out DIR]
-        [--weight-decay W] [--eval-every K] [--float32] [--quiet]
+    geomp-ref nbody train --model {linear,gnn,rf,egnn,segnn,segnn-e3,tfn,tfn-se3} --data DIR
+        [--suffix small] [--epochs E] [--lr LR] [--batch-size 100] [--max-samples 3000]
+        [--seed S] [--out DIR] [--weight-decay W] [--eval-every K] [--float32]
+        [--backend {numpy,numba}] [--resume] [--quiet]
 
 ``generate`` has the published generator's defaults (seed 42, no suffix, 10 000 / 2 000 / 2 000
 simulations of 5 000 steps, sample frequency 100, 5 balls, initial velocity on); the
@@ -17,10 +18,21 @@ simulations of 5 000 steps, sample frequency 100, 5 balls, initial velocity on);
 ``train`` follows the published training script: Adam with weight decay 1e-12, batches of 100,
 the first 3 000 training simulations, MSE on the positions 1 000 steps ahead, validation and test
 every 5 epochs, test loss reported at the best validation epoch. Its default learning rate is the
-published one of the model (egnn, linear, segnn 5e-4; gnn, tfn, tfn-se3 1e-3; rf 2e-4) and its
-default number of epochs the published 10 000. ``tfn`` is a TFN built from e3nn's convolution
+published one of the model (egnn, linear, segnn, segnn-e3 5e-4; gnn, tfn, tfn-se3 1e-3; rf 2e-4)
+and its default number of epochs the published 10 000. ``segnn`` is the published SEGNN
+(:class:`geomp_ref.models.nbody_steerable.NBodySEGNN`), which centres each position on the mean of
+its own three coordinates and so is neither rotation- nor translation-equivariant; ``segnn-e3``
+is the same configuration centred on each system's centroid (``mode="corrected"``), which is
+E(3)-equivariant. ``tfn`` is a TFN built from e3nn's convolution
 (:class:`geomp_ref.models.nbody_steerable.NBodyTFN`), ``tfn-se3`` the published TFN baseline's
 own architecture (:class:`geomp_ref.models.nbody_steerable.NBodySE3TFN`).
+
+``train --resume`` continues the run in ``--out`` from its ``last`` checkpoint (written at every
+evaluation and at the end) up to ``--epochs`` epochs in all: the parameters, the Adam state, the
+state of the generator that shuffles the batches, the best validation so far and the elapsed
+time carry over, rows of ``metrics.csv`` after the checkpoint are dropped, and the continued run
+is bit for bit the run that was never stopped. The model and the training options must be the
+ones the run started with (the command names any that differ); ``--backend`` may change.
 
 The models come from :mod:`geomp_ref.models.nbody`, which is expected to provide
 ``make_model(name) -> block`` and ``model_inputs(name, batch) -> tuple`` (the forward inputs after
@@ -41,11 +53,11 @@ import sys
 
 __all__ = ["build_parser", "main"]
 
-MODELS = ("linear", "gnn", "rf", "egnn", "segnn", "tfn", "tfn-se3")
+MODELS = ("linear", "gnn", "rf", "egnn", "segnn", "segnn-e3", "tfn", "tfn-se3")
 #: Learning rates of the published runs (EGNN repository main_nbody.py defaults and README
 #: commands; SEGNN repository README).
-DEFAULT_LR = {"linear": 5e-4, "gnn": 1e-3, "rf": 2e-4, "egnn": 5e-4, "segnn": 5e-4, "tfn": 1e-3,
-              "tfn-se3": 1e-3}
+DEFAULT_LR = {"linear": 5e-4, "gnn": 1e-3, "rf": 2e-4, "egnn": 5e-4, "segnn": 5e-4,
+              "segnn-e3": 5e-4, "tfn": 1e-3, "tfn-se3": 1e-3}
 
 
 class _ArgumentError(Exception):
@@ -101,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--backend", choices=("numpy", "numba"), default="numpy",
                     help="kernels of the model (numba: fused CPU kernels, same results to "
                          "<= 1e-13; the linear model has none and ignores it)")
+    tr.add_argument("--resume", action="store_true",
+                    help="continue the run in --out from its last checkpoint up to --epochs "
+                         "epochs in all (same model and options)")
     tr.add_argument("--quiet", action="store_true", help="no progress line")
     return parser
 
@@ -183,8 +198,21 @@ def _train(args) -> int:
         raise _UsageError(f"--batch-size {args.batch_size} is larger than the {len(train_set)} "
                           "training simulations: every epoch would be empty (the last "
                           "incomplete batch is dropped, as published)")
+    hyper = {"model": args.model, "lr": lr, "weight_decay": args.weight_decay,
+             "batch_size": args.batch_size, "max_samples": args.max_samples, "seed": args.seed,
+             "suffix": args.suffix, "float32": args.float32, "backend": args.backend,
+             "data": os.path.abspath(args.data), "eval_every": args.eval_every}
+    out = args.out or os.path.join("runs", f"nbody_{args.model}")
     rng = np.random.default_rng(args.seed)
     params = block.init(rng)
+    resume = {}
+    if args.resume:
+        resume = _resume_state(out, hyper, rng, len(train_set))
+        params = resume.pop("params")
+        if resume["start_epoch"] >= args.epochs:
+            print(f"{args.model}: the run in {out} has already trained "
+                  f"{resume['start_epoch']} epochs (--epochs {args.epochs}); nothing to do")
+            return 0
 
     def loss_and_grad(p, batch):
         pred, cache = block.forward(p, batch.graph, *inputs_of(batch))
@@ -201,22 +229,82 @@ def _train(args) -> int:
             count += batch.index.size
         return total / count
 
-    hyper = {"model": args.model, "lr": lr, "weight_decay": args.weight_decay,
-             "batch_size": args.batch_size, "max_samples": args.max_samples, "seed": args.seed,
-             "suffix": args.suffix, "float32": args.float32, "backend": args.backend,
-             "data": os.path.abspath(args.data)}
-    out = args.out or os.path.join("runs", f"nbody_{args.model}")
+    start_epoch = resume.pop("start_epoch", 0)
     result = fit(params, optimizer, loss_and_grad,
                  lambda epoch: train_set.batches(args.batch_size, rng),
-                 epochs=args.epochs, evaluate=lambda p: {"val": mean_loss(p, val_set),
-                                                         "test": mean_loss(p, test_set)},
+                 epochs=args.epochs - start_epoch, start_epoch=start_epoch,
+                 evaluate=lambda p: {"val": mean_loss(p, val_set),
+                                     "test": mean_loss(p, test_set)},
                  eval_every=args.eval_every, out_dir=out, hyper=hyper, loss_name="mse",
-                 progress=not args.quiet, label=f"nbody {args.model}")
+                 checkpoint_extra=lambda: {"batch_rng": rng.bit_generator.state},
+                 progress=not args.quiet, label=f"nbody {args.model}", **resume)
     best = result.best
     print(f"{args.model}: best val MSE {best.get('val', float('nan')):.6g} at epoch "
           f"{result.best_epoch}, test MSE there {best.get('test', float('nan')):.6g}; "
           f"{result.wall_time:.1f} s; files in {out}")
     return 0
+
+
+#: options that must be the same when a run is resumed (``backend`` may change: the kernels
+#: agree to <= 1e-13; ``data`` only warns: a folder may move)
+_RESUME_SAME = ("model", "lr", "weight_decay", "batch_size", "max_samples", "seed", "suffix",
+                "float32", "eval_every")
+
+
+def _resume_state(out: str, hyper: dict, rng, num_train: int) -> dict:
+    """``fit`` keywords that continue the run in ``out``; sets ``rng`` to the checkpoint's state."""
+    import csv
+
+    from ..train import load_checkpoint
+
+    last = os.path.join(out, "last")
+    if not os.path.exists(last + ".json"):
+        raise _UsageError(f"--resume: {last}.json not found; --out must be the folder of a run "
+                          "this command started (or drop --resume to start a new run)")
+    try:
+        ckpt = load_checkpoint(last)
+    except (OSError, ValueError, KeyError) as exc:
+        raise _UsageError(f"--resume: cannot read the checkpoint {last}: {exc}") from exc
+    before = ckpt.meta.get("hyper", {})
+    differ = [f"--{k.replace('_', '-')} {before[k]!r} (now {hyper[k]!r})" for k in _RESUME_SAME
+              if k in before and before[k] != hyper[k]]
+    if differ:
+        raise _UsageError("--resume: the run in " + out + " was started with "
+                          + ", ".join(differ) + "; resume it with the same options")
+    if before.get("data") not in (None, hyper["data"]):
+        print(f"geomp-ref nbody train: note: the run was started on {before['data']}; "
+              f"continuing on {hyper['data']}", file=sys.stderr)
+    if ckpt.opt_state is None or ckpt.meta.get("epoch") is None:
+        raise _UsageError(f"--resume: {last} has no optimizer state or epoch to continue from")
+    epoch = int(ckpt.meta["epoch"])
+    if ckpt.meta.get("batch_rng") is not None:
+        rng.bit_generator.state = ckpt.meta["batch_rng"]
+    else:  # a checkpoint written before the state was stored: replay the draws
+        # (the model's init drew from rng already; each epoch draws one permutation)
+        for _ in range(epoch + 1):
+            rng.permutation(num_train)
+    best = None
+    best_path = os.path.join(out, "best")
+    if os.path.exists(best_path + ".json"):
+        b = load_checkpoint(best_path)
+        if b.meta.get("epoch") is not None and int(b.meta["epoch"]) <= epoch and b.meta["metrics"]:
+            best = (int(b.meta["epoch"]), b.meta["metrics"], b.params)
+    csv_path = os.path.join(out, "metrics.csv")
+    elapsed = ckpt.meta.get("elapsed")
+    if os.path.exists(csv_path):  # drop rows of epochs after the checkpoint (a stopped run)
+        with open(csv_path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            columns, rows = reader.fieldnames, [r for r in reader if int(r["epoch"]) <= epoch]
+        if columns:
+            with open(csv_path + ".tmp", "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=columns)
+                writer.writeheader()
+                writer.writerows(rows)
+            os.replace(csv_path + ".tmp", csv_path)
+        if elapsed is None and rows:
+            elapsed = float(rows[-1]["elapsed"])
+    return {"params": ckpt.params, "opt_state": ckpt.opt_state, "start_epoch": epoch + 1,
+            "best": best, "elapsed": float(elapsed or 0.0)}
 
 
 def main(argv=None) -> int:

@@ -12,10 +12,17 @@ Files written into ``out_dir`` (when given):
 * ``metrics.csv``: one row per epoch: epoch, ``train_<loss>``, one ``<name>_<loss>`` column per
   evaluated metric (empty between evaluations), the epoch's seconds and the elapsed seconds;
 * ``results.json``: best epoch, best validation loss, the other metrics at that epoch, epochs
-  run, wall time, hyper-parameters;
+  trained in all (``start_epoch`` + this call's), wall time in all, hyper-parameters;
 * ``best.npz``/``best.json`` (at every new best) and ``last.npz``/``last.json`` (after every
-  evaluation and at the end): checkpoints of :mod:`geomp_ref.train.checkpoint`;
+  evaluation and at the end): checkpoints of :mod:`geomp_ref.train.checkpoint`, with the elapsed
+  seconds and whatever ``checkpoint_extra()`` returns in the JSON;
 * ``curve.png`` when matplotlib is installed.
+
+A run continues where a ``last`` checkpoint left it when the next call gets that checkpoint's
+parameters and optimizer state, ``start_epoch`` = its epoch + 1, its elapsed seconds, the best
+evaluation so far (``best=``) and batches drawn from the same generator state (the training
+command stores that state through ``checkpoint_extra``): the continued run is then bit for bit
+the run that was never interrupted.
 """
 
 from __future__ import annotations
@@ -50,7 +57,7 @@ class FitResult:
     history : list of dict
         One dict per epoch (the rows of ``metrics.csv``).
     wall_time : float
-        Seconds.
+        Seconds of this call.
     """
 
     params: dict
@@ -126,7 +133,8 @@ def plot_curves(history: list, path, loss_name: str = "loss") -> bool:
 
 def fit(params, optimizer, loss_and_grad, train_batches, *, epochs: int, evaluate=None,
         eval_every: int = 5, select: str = "val", out_dir=None, hyper: dict | None = None,
-        opt_state=None, start_epoch: int = 0, batch_weight=None, loss_name: str = "loss",
+        opt_state=None, start_epoch: int = 0, best=None, elapsed: float = 0.0,
+        checkpoint_extra=None, batch_weight=None, loss_name: str = "loss",
         progress: bool = True, label: str = "train") -> FitResult:
     """Train ``params`` for ``epochs`` epochs.
 
@@ -157,8 +165,17 @@ def fit(params, optimizer, loss_and_grad, train_batches, *, epochs: int, evaluat
     opt_state : optional
         Resume from this optimizer state (default ``optimizer.init(params)``).
     start_epoch : int
-        When > 0 (a resumed run), rows are appended to an existing ``metrics.csv``; the best
-        epoch is tracked within this call.
+        When > 0 (a resumed run), rows are appended to an existing ``metrics.csv``.
+    best : (int, dict, dict), optional
+        ``(epoch, metrics, params)`` of the best evaluation of the earlier calls of a resumed
+        run: a new best must be strictly below ``metrics[select]``, and when none is, the result
+        and ``results.json`` report this one. Default: the best is tracked within this call.
+    elapsed : float
+        Seconds spent by the earlier calls; added to the ``elapsed`` column, to the
+        checkpoints' and to ``results.json``'s wall time.
+    checkpoint_extra : callable, optional
+        ``checkpoint_extra() -> dict`` of JSON-serialisable values stored in every checkpoint
+        (e.g. the state of the generator that shuffles the batches).
     batch_weight : callable, optional
         ``batch_weight(batch)`` weights the epoch's mean training loss (default 1 each).
     loss_name : str
@@ -171,6 +188,9 @@ def fit(params, optimizer, loss_and_grad, train_batches, *, epochs: int, evaluat
     epochs = check_int(epochs, "epochs", minimum=0)
     eval_every = check_int(eval_every, "eval_every", minimum=1)
     start_epoch = check_int(start_epoch, "start_epoch")
+    elapsed = float(elapsed)
+    if not (math.isfinite(elapsed) and elapsed >= 0):
+        raise ValueError(f"elapsed must be a finite number of seconds >= 0; got {elapsed}")
     state = optimizer.init(params) if opt_state is None else opt_state
     hyper = dict(hyper or {})
     if hasattr(optimizer, "hyper"):
@@ -180,6 +200,19 @@ def fit(params, optimizer, loss_and_grad, train_batches, *, epochs: int, evaluat
         os.makedirs(out_dir, exist_ok=True)
     result = FitResult(params, state, None, None)
     best_value = math.inf
+    if best is not None:
+        try:
+            best_epoch, best_metrics, best_params = best
+            best_value = float(best_metrics[select])
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ValueError(f"best must be (epoch, metrics, params) with metrics[{select!r}] a "
+                             f"number; got {best!r:.200}") from exc
+        result.best_epoch, result.best = int(best_epoch), dict(best_metrics)
+        result.best_params = best_params
+
+    def extra():
+        return {} if checkpoint_extra is None else dict(checkpoint_extra())
+
     bar = Progress(epochs, label, "epochs", enabled=progress)
     start = time.perf_counter()
     log = None if out_dir is None else _CsvLog(os.path.join(out_dir, "metrics.csv"),
@@ -206,7 +239,7 @@ def fit(params, optimizer, loss_and_grad, train_batches, *, epochs: int, evaluat
                 row.update({f"{k}_{loss_name}": v for k, v in metrics.items()})
             now = time.perf_counter()
             row["seconds"] = now - t0
-            row["elapsed"] = now - start
+            row["elapsed"] = elapsed + now - start
             result.history.append(row)
             if metrics is not None:
                 if metrics[select] < best_value:
@@ -214,10 +247,12 @@ def fit(params, optimizer, loss_and_grad, train_batches, *, epochs: int, evaluat
                     result.best_epoch, result.best, result.best_params = epoch, metrics, params
                     if out_dir is not None:
                         save_checkpoint(os.path.join(out_dir, "best"), params, state, epoch=epoch,
-                                        hyper=hyper, metrics=metrics)
+                                        hyper=hyper, metrics=metrics, elapsed=row["elapsed"],
+                                        **extra())
                 if out_dir is not None:
                     save_checkpoint(os.path.join(out_dir, "last"), params, state, epoch=epoch,
-                                    hyper=hyper, metrics=metrics)
+                                    hyper=hyper, metrics=metrics, elapsed=row["elapsed"],
+                                    **extra())
             if log is not None:
                 log.add(row, metrics is not None)
             note = f"{loss_name} {row[f'train_{loss_name}']:.4g}"
@@ -231,11 +266,14 @@ def fit(params, optimizer, loss_and_grad, train_batches, *, epochs: int, evaluat
     result.wall_time = bar.close()
     if out_dir is not None:
         last_epoch = start_epoch + epochs - 1
+        total_time = elapsed + result.wall_time
         save_checkpoint(os.path.join(out_dir, "last"), params, state, epoch=last_epoch,
-                        hyper=hyper, metrics=result.history[-1] if result.history else {})
+                        hyper=hyper, metrics=result.history[-1] if result.history else {},
+                        elapsed=total_time, **extra())
         summary = {"best_epoch": result.best_epoch, f"best_{select}_{loss_name}": best_value,
                    **{f"{k}_{loss_name}_at_best": v for k, v in result.best.items() if k != select},
-                   "epochs": epochs, "start_epoch": start_epoch, "wall_time_s": result.wall_time,
+                   "epochs": start_epoch + epochs, "start_epoch": start_epoch,
+                   "wall_time_s": total_time,
                    "final_train": result.history[-1][f"train_{loss_name}"] if result.history
                    else None, "eval_every": eval_every, "hyper": hyper}
         with open(os.path.join(out_dir, "results.json"), "w") as fh:

@@ -237,6 +237,44 @@ def test_fit_is_deterministic_and_resumable(tmp_path, rng):
     assert [int(r["epoch"]) for r in rows] == list(range(6))
 
 
+def test_fit_continues_from_an_earlier_best_and_elapsed_time(tmp_path, rng):
+    loss_and_grad, batches = _regression(rng)
+    vals = iter([0.5, 0.2, 0.25])
+    res = fit({"w": np.zeros(3)}, Adam(0.05), loss_and_grad, batches, epochs=6, eval_every=2,
+              evaluate=lambda p: {"val": next(vals), "test": 1.0}, out_dir=tmp_path,
+              start_epoch=10, best=(4, {"val": 0.3, "test": 7.0}, {"w": np.ones(3)}),
+              elapsed=100.0, checkpoint_extra=lambda: {"note": [1, 2]}, progress=False)
+    # 0.5 does not beat the earlier 0.3; 0.2 (epoch 12) does
+    assert res.best_epoch == 12 and res.best == {"val": 0.2, "test": 1.0}
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == list(range(10, 16))
+    assert all(float(r["elapsed"]) > 100.0 for r in rows)
+    summary = json.loads((tmp_path / "results.json").read_text())
+    assert summary["epochs"] == 16 and summary["start_epoch"] == 10
+    assert summary["wall_time_s"] > 100.0 and res.wall_time < 100.0
+    for name in ("best", "last"):
+        meta = load_checkpoint(tmp_path / name).meta
+        assert meta["note"] == [1, 2] and meta["elapsed"] > 100.0
+    # nothing beats the earlier best: it is the one reported
+    kept = fit({"w": np.zeros(3)}, Adam(0.05), loss_and_grad, batches, epochs=2, eval_every=1,
+               evaluate=lambda p: {"val": 0.5}, best=(4, {"val": 0.3}, {"w": np.ones(3)}),
+               progress=False)
+    assert kept.best_epoch == 4 and kept.best == {"val": 0.3}
+    assert kept.best_params["w"].tolist() == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"best": (1, {"test": 0.1}, {})}, "metrics\\['val'\\]"),
+    ({"best": 3}, "best must be"),
+    ({"elapsed": -1.0}, "elapsed must be"),
+    ({"elapsed": float("nan")}, "elapsed must be")])
+def test_fit_rejects_bad_resume_arguments(kwargs, match, rng):
+    loss_and_grad, batches = _regression(rng)
+    with pytest.raises(ValueError, match=match):
+        fit({"w": np.zeros(3)}, Adam(0.05), loss_and_grad, batches, epochs=1, progress=False,
+            **kwargs)
+
+
 def test_progress_lines_on_a_log_stream():
     out = io.StringIO()
     bar = Progress(4, "gen", "sims", stream=out, log_interval=0.0)

@@ -23,7 +23,7 @@ from geomp_ref.train import load_checkpoint, mse_loss
 
 #: the published learning rates (EGNN repository README commands, SEGNN repository README)
 PUBLISHED_LR = {"linear": 5e-4, "gnn": 1e-3, "rf": 2e-4, "egnn": 5e-4, "segnn": 5e-4,
-                "tfn": 1e-3, "tfn-se3": 1e-3}
+                "segnn-e3": 5e-4, "tfn": 1e-3, "tfn-se3": 1e-3}
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +82,113 @@ def test_learning_curve_when_matplotlib_is_present(tiny, tmp_path, first_frames)
                  "2", "--batch-size", "3", "--eval-every", "1", "--out", str(out),
                  "--quiet"]) == 0
     assert (out / "curve.png").stat().st_size > 0
+
+
+# --- --resume ---------------------------------------------------------------------------------
+
+def _train_argv(out, epochs, *extra):
+    return ["train", "--model", "egnn", "--data", "{tiny}", "--suffix", "t", "--epochs",
+            str(epochs), "--batch-size", "2", "--eval-every", "3", "--seed", "7", "--out",
+            str(out), "--quiet", *extra]
+
+
+def _run(tiny, out, epochs, *extra):
+    argv = [str(tiny) if a == "{tiny}" else a for a in _train_argv(out, epochs, *extra)]
+    return main(argv)
+
+
+def _stop_during_epoch(monkeypatch, stop_at):
+    """Make the train partition's batches raise KeyboardInterrupt in epoch ``stop_at``."""
+    original = NBodyDataset.batches
+    calls = {"train": 0}
+
+    def batches(self, *args, **kwargs):
+        if self.partition == "train":
+            calls["train"] += 1
+            if calls["train"] == stop_at + 1:
+                raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(NBodyDataset, "batches", batches)
+    return lambda: monkeypatch.setattr(NBodyDataset, "batches", original)
+
+
+def _same_run(a, b):
+    """Two run folders hold bit-identical results (timings aside)."""
+    for name in ("last", "best"):
+        ca, cb = load_checkpoint(a / name), load_checkpoint(b / name)
+        assert ca.meta["epoch"] == cb.meta["epoch"]
+        timing = ("seconds", "elapsed")
+        assert ({k: v for k, v in ca.meta["metrics"].items() if k not in timing}
+                == {k: v for k, v in cb.meta["metrics"].items() if k not in timing})
+        assert ca.meta.get("batch_rng") == cb.meta.get("batch_rng")
+        fa, fb = np.load(a / f"{name}.npz"), np.load(b / f"{name}.npz")
+        assert sorted(fa.files) == sorted(fb.files)
+        for key in fa.files:
+            assert fa[key].tobytes() == fb[key].tobytes(), (name, key)
+    rows = [[{k: v for k, v in r.items() if k not in ("seconds", "elapsed")}
+             for r in csv.DictReader(open(folder / "metrics.csv"))] for folder in (a, b)]
+    assert rows[0] == rows[1]
+    ra, rb = (json.loads((f / "results.json").read_text()) for f in (a, b))
+    for key in ("best_epoch", "best_val_mse", "test_mse_at_best", "epochs", "final_train"):
+        assert ra[key] == rb[key], key
+
+
+@pytest.mark.parametrize("how", ["stopped", "extended", "no stored generator state"])
+def test_resume_continues_bit_for_bit(how, tiny, tmp_path, first_frames, monkeypatch):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert _run(tiny, straight, 8) == 0
+    if how == "extended":  # a finished shorter run, continued
+        assert _run(tiny, resumed, 5) == 0
+    else:  # stopped in epoch 5: checkpoint at epoch 3, rows of epochs 0-4 in metrics.csv
+        restore = _stop_during_epoch(monkeypatch, 5)
+        with pytest.raises(KeyboardInterrupt):
+            _run(tiny, resumed, 8)
+        restore()
+        rows = list(csv.DictReader(open(resumed / "metrics.csv")))
+        assert [r["epoch"] for r in rows] == ["0", "1", "2", "3", "4"]
+        assert load_checkpoint(resumed / "last").meta["epoch"] == 3
+        assert not (resumed / "results.json").exists()
+    if how == "no stored generator state":  # a checkpoint of an older version: replayed draws
+        meta = json.loads((resumed / "last.json").read_text())
+        del meta["batch_rng"]
+        (resumed / "last.json").write_text(json.dumps(meta))
+    assert _run(tiny, resumed, 8, "--resume") == 0
+    _same_run(straight, resumed)
+    res = json.loads((resumed / "results.json").read_text())
+    assert res["start_epoch"] == (5 if how == "extended" else 4)
+    elapsed = [float(r["elapsed"]) for r in csv.DictReader(open(resumed / "metrics.csv"))]
+    assert elapsed == sorted(elapsed) and res["wall_time_s"] >= elapsed[-1] * 0.99
+
+
+def test_resume_keeps_a_best_that_the_continuation_does_not_beat(tiny, tmp_path, first_frames):
+    out = tmp_path / "run"
+    assert _run(tiny, out, 4) == 0
+    best = load_checkpoint(out / "best")
+    # a recorded best that no later validation can beat
+    meta = json.loads((out / "best.json").read_text())
+    meta["metrics"]["val"] = -1.0
+    (out / "best.json").write_text(json.dumps(meta))
+    assert _run(tiny, out, 10, "--resume") == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["best_epoch"] == best.meta["epoch"] and res["best_val_mse"] == -1.0
+    assert res["test_mse_at_best"] == best.meta["metrics"]["test"]
+    assert res["epochs"] == 10 and res["start_epoch"] == 4
+
+
+def test_resume_errors(tiny, tmp_path, first_frames, capsys):
+    out = tmp_path / "run"
+    assert _run(tiny, out, 2, "--resume") == 2
+    assert "last.json not found" in capsys.readouterr().err
+    assert _run(tiny, out, 2) == 0
+    capsys.readouterr()
+    assert _run(tiny, out, 4, "--resume", "--lr", "0.01") == 2
+    err = capsys.readouterr().err
+    assert "--lr 0.0005 (now 0.01)" in err and "same options" in err
+    assert _run(tiny, out, 4, "--resume", "--seed", "8") == 2
+    assert "--seed 7 (now 8)" in capsys.readouterr().err
+    assert _run(tiny, out, 2, "--resume") == 0
+    assert "nothing to do" in capsys.readouterr().out
+    (out / "last.json").write_text("{}")
+    assert _run(tiny, out, 4, "--resume") == 2
+    assert "cannot read the checkpoint" in capsys.readouterr().err
