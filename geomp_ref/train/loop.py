@@ -70,7 +70,8 @@ class FitResult:
 
 
 class _CsvLog:
-    """``metrics.csv`` written row by row; its columns are fixed by the first evaluated row."""
+    """``metrics.csv`` written row by row; its columns are fixed by the first evaluated row, or
+    by the header of the file that is appended to."""
 
     def __init__(self, path: str, wait_for_eval: bool, append: bool = False):
         self.path = path
@@ -79,6 +80,13 @@ class _CsvLog:
         self.pending: list = []
         self.fh = None
         self.writer = None
+        if self.append:
+            with open(path, newline="") as fh:
+                header = next(csv.reader(fh), None)
+            if header:
+                self._open(header)
+            else:  # an empty file: start it again
+                self.append = False
 
     def add(self, row: dict, evaluated: bool) -> None:
         if self.writer is not None:

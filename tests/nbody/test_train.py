@@ -263,6 +263,22 @@ def test_fit_continues_from_an_earlier_best_and_elapsed_time(tmp_path, rng):
     assert kept.best_params["w"].tolist() == [1.0, 1.0, 1.0]
 
 
+def test_fit_appends_rows_under_the_existing_header(tmp_path, rng):
+    loss_and_grad, batches = _regression(rng)
+    first = fit({"w": np.zeros(3)}, Adam(0.05), loss_and_grad, batches, epochs=3, eval_every=2,
+                evaluate=lambda p: {"val": 1.0, "test": 2.0}, out_dir=tmp_path, loss_name="mse",
+                progress=False)
+    # the continuation ends before its next evaluation: its row still goes under the header
+    fit(first.params, Adam(0.05), loss_and_grad, batches, epochs=1, start_epoch=3, eval_every=2,
+        evaluate=lambda p: {"val": 1.0, "test": 2.0}, opt_state=first.opt_state,
+        out_dir=tmp_path, loss_name="mse", progress=False)
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
+    assert rows[3]["val_mse"] == "" and rows[3]["test_mse"] == ""
+    assert float(rows[3]["seconds"]) > 0 and float(rows[3]["elapsed"]) > 0
+    assert None not in rows[3]  # no values beyond the header
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"best": (1, {"test": 0.1}, {})}, "metrics\\['val'\\]"),
     ({"best": 3}, "best must be"),
