@@ -284,6 +284,22 @@ class TFNConv(Block):
             params["sc"] = self.sc.init(rng)
         return params
 
+    def weight_normalization(self) -> dict:
+        r"""The fan-in constants by which ``forward`` multiplies each stored weight, as a tree of
+        ``param_shapes()``: :math:`1/\sqrt{h_{in}}` for the radial network's ``W_k`` and
+        :meth:`geomp_ref.o3.Linear.weight_normalization` for ``lin1``, ``lin2`` and ``sc`` (the
+        self-connection mixing constants :math:`\sin\frac\pi8, \cos\frac\pi8` belong to the
+        architecture and are not included). Stored weights times these are the effective weights;
+        see :func:`geomp_ref.train.standard_parametrization`."""
+        rs = self.radial_sizes
+        out = {"radial": {f"W{k}": np.full((rs[k], rs[k + 1]), 1.0 / math.sqrt(rs[k]))
+                          for k in range(len(rs) - 1)},
+               "lin1": self.lin1.weight_normalization(),
+               "lin2": self.lin2.weight_normalization()}
+        if self.sc is not None:
+            out["sc"] = self.sc.weight_normalization()
+        return out
+
     # ------------------------------------------------------------------ radial net
     def _silu_constant(self) -> float:
         return resolve_activation("silu", self.act_constants, "TFNConv.act_constants").c

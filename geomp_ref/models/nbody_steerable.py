@@ -255,6 +255,11 @@ class NBodyTFN(Block):
         rng = as_rng(rng, "rng")
         return {"layers": {str(k): c.init(rng) for k, c in enumerate(self.convs)}}
 
+    def weight_normalization(self) -> dict:
+        """Each convolution's :meth:`~geomp_ref.layers.tfn.TFNConv.weight_normalization`, in the
+        params' tree (``--parametrization standard`` of ``geomp-ref nbody train``)."""
+        return {"layers": {str(k): c.weight_normalization() for k, c in enumerate(self.convs)}}
+
     def forward(self, params, graph, x, v, charges):
         check_params(params, self.param_shapes(), "NBodyTFN", exact=True)
         x, v, charges = F.check_nbody_inputs(graph, x, v, charges)

@@ -8,7 +8,7 @@ Subcommands::
     geomp-ref nbody train --model {linear,gnn,rf,egnn,segnn,segnn-e3,tfn,tfn-se3} --data DIR
         [--suffix small] [--epochs E] [--lr LR] [--batch-size 100] [--max-samples 3000]
         [--seed S] [--out DIR] [--weight-decay W] [--eval-every K] [--float32]
-        [--backend {numpy,numba}] [--resume] [--quiet]
+        [--backend {numpy,numba}] [--parametrization {native,standard}] [--resume] [--quiet]
 
 ``generate`` has the published generator's defaults (seed 42, no suffix, 10 000 / 2 000 / 2 000
 simulations of 5 000 steps, sample frequency 100, 5 balls, initial velocity on); the
@@ -26,6 +26,12 @@ is the same configuration centred on each system's centroid (``mode="corrected"`
 E(3)-equivariant. ``tfn`` is a TFN built from e3nn's convolution
 (:class:`geomp_ref.models.nbody_steerable.NBodyTFN`), ``tfn-se3`` the published TFN baseline's
 own architecture (:class:`geomp_ref.models.nbody_steerable.NBodySE3TFN`).
+
+``train --parametrization standard`` trains the effective weights of a model whose layers
+store e3nn-style weights times a fan-in constant (``tfn``): the same initial network, but Adam
+steps of ``--lr`` on the weights the forward pass multiplies by, as torch stores them
+(:func:`geomp_ref.train.standard_parametrization`); the checkpoints then hold those weights.
+Models that already store their effective weights refuse it.
 
 ``train --resume`` continues the run in ``--out`` from its ``last`` checkpoint (written at every
 evaluation and at the end) up to ``--epochs`` epochs in all: the parameters, the Adam state, the
@@ -113,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--backend", choices=("numpy", "numba"), default="numpy",
                     help="kernels of the model (numba: fused CPU kernels, same results to "
                          "<= 1e-13; the linear model has none and ignores it)")
+    tr.add_argument("--parametrization", choices=("native", "standard"), default="native",
+                    help="native: the model's own stored weights; standard: train the effective "
+                         "weights, as torch stores them (models with e3nn-style fan-in "
+                         "normalisation: tfn)")
     tr.add_argument("--resume", action="store_true",
                     help="continue the run in --out from its last checkpoint up to --epochs "
                          "epochs in all (same model and options)")
@@ -181,6 +191,15 @@ def _train(args) -> int:
         print(f"geomp-ref nbody train: {problem}", file=sys.stderr)
         return 2
     block, inputs_of = resolved
+    if args.parametrization == "standard":
+        from ..train import standard_parametrization
+
+        try:
+            block = standard_parametrization(block)
+        except TypeError:
+            raise _UsageError(f"--parametrization standard: model {args.model!r} already stores "
+                              "the weights its forward multiplies by (no fan-in normalisation "
+                              "to undo); use it with tfn, or drop the option") from None
     lr = DEFAULT_LR[args.model] if args.lr is None else args.lr
     try:
         optimizer = Adam(lr, weight_decay=args.weight_decay)
@@ -201,7 +220,8 @@ def _train(args) -> int:
     hyper = {"model": args.model, "lr": lr, "weight_decay": args.weight_decay,
              "batch_size": args.batch_size, "max_samples": args.max_samples, "seed": args.seed,
              "suffix": args.suffix, "float32": args.float32, "backend": args.backend,
-             "data": os.path.abspath(args.data), "eval_every": args.eval_every}
+             "data": os.path.abspath(args.data), "eval_every": args.eval_every,
+             "parametrization": args.parametrization}
     out = args.out or os.path.join("runs", f"nbody_{args.model}")
     rng = np.random.default_rng(args.seed)
     params = block.init(rng)
@@ -248,7 +268,9 @@ def _train(args) -> int:
 #: options that must be the same when a run is resumed (``backend`` may change: the kernels
 #: agree to <= 1e-13; ``data`` only warns: a folder may move)
 _RESUME_SAME = ("model", "lr", "weight_decay", "batch_size", "max_samples", "seed", "suffix",
-                "float32", "eval_every")
+                "float32", "eval_every", "parametrization")
+#: values of options that runs started before the option existed used
+_RESUME_DEFAULTS = {"parametrization": "native"}
 
 
 def _resume_state(out: str, hyper: dict, rng, num_train: int) -> dict:
@@ -265,7 +287,7 @@ def _resume_state(out: str, hyper: dict, rng, num_train: int) -> dict:
         ckpt = load_checkpoint(last)
     except (OSError, ValueError, KeyError) as exc:
         raise _UsageError(f"--resume: cannot read the checkpoint {last}: {exc}") from exc
-    before = ckpt.meta.get("hyper", {})
+    before = {**_RESUME_DEFAULTS, **ckpt.meta.get("hyper", {})}
     differ = [f"--{k.replace('_', '-')} {before[k]!r} (now {hyper[k]!r})" for k in _RESUME_SAME
               if k in before and before[k] != hyper[k]]
     if differ:

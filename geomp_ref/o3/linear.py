@@ -185,6 +185,19 @@ class Linear(Block):
             params["bias"] = np.zeros(self.bias_numel)
         return params
 
+    def weight_normalization(self) -> dict:
+        r"""The constant by which ``forward`` multiplies each stored parameter, as a tree of
+        ``param_shapes()``: :math:`F^{-1/2}` for every weight of a path (see the equations), 1 for
+        the biases. Dividing weights by it gives the effective weights of the map (what a torch
+        ``nn.Linear`` would store); :func:`geomp_ref.train.standard_parametrization` uses it."""
+        coeffs = np.ones(self.weight_numel)
+        for *_, slw, coeff in self._tables[0]:
+            coeffs[slw] = coeff
+        out = {"weight": coeffs}
+        if self.bias_numel:
+            out["bias"] = np.ones(self.bias_numel)
+        return out
+
     def forward(self, params, x):
         """``out = x -> Linear(x)`` with shape ``(*batch, dim_out)``; returns ``(out, cache)``."""
         check_params(params, self.param_shapes(), "Linear", exact=True)

@@ -9,6 +9,7 @@ from .loop import FitResult, fit, plot_curves
 from .losses import mse_loss
 from .optim import Adam, AdamState
 from .progress import Progress
+from .reparam import Rescaled, RescaledCache, standard_parametrization
 
 __all__ = [
            "Adam",
@@ -16,9 +17,12 @@ __all__ = [
            "Checkpoint",
            "FitResult",
            "Progress",
+           "Rescaled",
+           "RescaledCache",
            "fit",
            "load_checkpoint",
            "mse_loss",
            "plot_curves",
            "save_checkpoint",
+           "standard_parametrization",
 ]

@@ -19,7 +19,7 @@ import pytest
 from geomp_ref.models.nbody import MODELS, make_model, model_inputs
 from geomp_ref.nbody import GeneratorConfig, NBodyDataset, write_dataset
 from geomp_ref.nbody.cli import main
-from geomp_ref.train import load_checkpoint, mse_loss
+from geomp_ref.train import load_checkpoint, mse_loss, standard_parametrization
 
 #: the published learning rates (EGNN repository README commands, SEGNN repository README)
 PUBLISHED_LR = {"linear": 5e-4, "gnn": 1e-3, "rf": 2e-4, "egnn": 5e-4, "segnn": 5e-4,
@@ -193,3 +193,49 @@ def test_resume_errors(tiny, tmp_path, first_frames, capsys):
     (out / "last.json").write_text("{}")
     assert _run(tiny, out, 4, "--resume") == 2
     assert "cannot read the checkpoint" in capsys.readouterr().err
+
+
+# --- --parametrization ------------------------------------------------------------------------
+
+def _tfn_argv(tiny, out, epochs, *extra):
+    return ["train", "--model", "tfn", "--data", str(tiny), "--suffix", "t", "--epochs",
+            str(epochs), "--batch-size", "2", "--eval-every", "2", "--seed", "3", "--out",
+            str(out), "--quiet", *extra]
+
+
+def test_standard_parametrization_trains_the_effective_weights(tiny, tmp_path, first_frames):
+    std, native = tmp_path / "std", tmp_path / "native"
+    assert main(_tfn_argv(tiny, std, 3, "--parametrization", "standard")) == 0
+    assert main(_tfn_argv(tiny, native, 3)) == 0
+    res = json.loads((std / "results.json").read_text())
+    assert res["hyper"]["parametrization"] == "standard"
+    assert json.loads((native / "results.json").read_text())["hyper"]["parametrization"] == \
+        "native"
+    # the same initial network (same seed), other steps: the first epoch's mean training loss
+    # differs; the stored weights reload into the rescaled model and give the recorded test loss
+    rows = {p: list(csv.DictReader(open(p / "metrics.csv"))) for p in (std, native)}
+    assert rows[std][0]["train_mse"] != rows[native][0]["train_mse"]
+    ckpt = load_checkpoint(std / "best")
+    model = standard_parametrization(make_model("tfn"))
+    test_set = NBodyDataset(tiny, "test", suffix="t")
+    batch = test_set.batch(np.arange(len(test_set)))
+    pred, _ = model.forward(ckpt.params, batch.graph, *model_inputs("tfn", batch))
+    assert mse_loss(pred, batch.target)[0] == pytest.approx(res["test_mse_at_best"], rel=1e-12)
+
+
+def test_parametrization_errors(tiny, tmp_path, first_frames, capsys):
+    assert _run(tiny, tmp_path / "egnn", 1, "--parametrization", "standard") == 2
+    err = capsys.readouterr().err
+    assert "--parametrization standard: model 'egnn'" in err and "drop the option" in err
+    out = tmp_path / "tfn"
+    assert main(_tfn_argv(tiny, out, 2)) == 0
+    assert main(_tfn_argv(tiny, out, 4, "--resume", "--parametrization", "standard")) == 2
+    assert "--parametrization 'native' (now 'standard')" in capsys.readouterr().err
+    # a run started before the option existed was native
+    for name in ("last", "best"):
+        meta = json.loads((out / f"{name}.json").read_text())
+        del meta["hyper"]["parametrization"]
+        (out / f"{name}.json").write_text(json.dumps(meta))
+    assert main(_tfn_argv(tiny, out, 4, "--resume", "--parametrization", "standard")) == 2
+    assert "--parametrization 'native' (now 'standard')" in capsys.readouterr().err
+    assert main(_tfn_argv(tiny, out, 4, "--resume")) == 0
