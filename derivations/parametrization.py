@@ -169,8 +169,9 @@ def check_adam_numerically(steps: int = 25) -> None:
     state = opt.init(P)
     zeros = tree_map2(lambda a, _: np.zeros_like(a), W0, W0)
     for per_weight, label in ((True, "rate eta/c, eps*c"), (False, "rate eta (counter-example)")):
-        rate = tree_map2(lambda c, _: lr / c if per_weight else np.full_like(c, lr), coeff, W0)
-        epsw = tree_map2(lambda c, _: eps * c if per_weight else np.full_like(c, eps), coeff, W0)
+        k = 1.0 if per_weight else 0.0  # exponent of c in the rate and eps
+        rate = tree_map2(lambda c, _, k=k: lr / c**k, coeff, W0)
+        epsw = tree_map2(lambda c, _, k=k: eps * c**k, coeff, W0)
         W, hstate = W0, (0, zeros, zeros)
         p, s = P, state
         for _ in range(steps):

@@ -19,7 +19,8 @@ for fixed positive scales :math:`s` (one tree of the block's parameter shapes):
     \bar P = s \odot \bar W, \qquad P_0 = W_0 / s,
 
 so the initial function is the block's, drawn by the block's own ``init``, and only the
-optimiser's view changes (an L2 weight decay then acts on :math:`P`, not on :math:`W`). :func:`standard_parametrization` picks :math:`s = 1/c` from the block's
+optimiser's view changes (an L2 weight decay then acts on :math:`P`, not on :math:`W`).
+:func:`standard_parametrization` picks :math:`s = 1/c` from the block's
 ``weight_normalization()``, so that the stored parameters are the effective weights, as in torch.
 """
 
