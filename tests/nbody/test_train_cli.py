@@ -223,6 +223,14 @@ def test_standard_parametrization_trains_the_effective_weights(tiny, tmp_path, f
     assert mse_loss(pred, batch.target)[0] == pytest.approx(res["test_mse_at_best"], rel=1e-12)
 
 
+def test_standard_parametrization_resumes_bit_for_bit(tiny, tmp_path, first_frames):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert main(_tfn_argv(tiny, straight, 5, "--parametrization", "standard")) == 0
+    assert main(_tfn_argv(tiny, resumed, 3, "--parametrization", "standard")) == 0
+    assert main(_tfn_argv(tiny, resumed, 5, "--parametrization", "standard", "--resume")) == 0
+    _same_run(straight, resumed)
+
+
 def test_parametrization_errors(tiny, tmp_path, first_frames, capsys):
     assert _run(tiny, tmp_path / "egnn", 1, "--parametrization", "standard") == 2
     err = capsys.readouterr().err
