@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from geomp_ref import backends, o3, testing
 from geomp_ref.cases import get_case
@@ -83,6 +85,23 @@ def test_rescaled_starts_as_the_block_and_its_vjp_matches_finite_differences():
                              eps=case.fd_eps)
     assert max(errs.values()) <= case.vjp_rtol, errs
     assert any(k.startswith("param:") for k in errs) and "input:0" in errs
+
+
+@settings(max_examples=6, deadline=None)
+@given(graph=testing.graph_strategy(max_nodes=6, max_edges=14), seed=st.integers(0, 2**31 - 1))
+def test_rescaled_is_as_equivariant_as_its_block(graph, seed):
+    """E(3) and node permutations on arbitrary graphs (empty ones and isolated nodes included),
+    with stored parameters that are not the block's init."""
+    rng = np.random.default_rng(seed)
+    case = get_case("NBodyTFN/small")
+    model = standard_parametrization(case.layer)
+    P = tree_map(lambda p: p * rng.uniform(0.5, 2.0, np.shape(p)), model.init(rng))
+    n = graph.num_nodes
+    inputs = (rng.normal(size=(n, 3)) * 2.0, rng.normal(size=(n, 3)),
+              rng.choice([-1.0, 1.0], size=(n, 1)))
+    errs = testing.symmetry_errors(model, P, graph, inputs, case.input_kinds, case.output_kinds,
+                                   "E3", rng=rng)
+    assert max(errs.values(), default=0.0) <= case.sym_atol, errs
 
 
 def test_rescaled_with_arbitrary_scales_and_backends():
