@@ -27,7 +27,7 @@ optimiser's view changes (an L2 weight decay then acts on :math:`P`, not on :mat
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -115,10 +115,7 @@ class Rescaled(Block):
             if "backend" not in fields:
                 raise ValueError(f"Rescaled.backend: {type(self.block).__name__} has no backend "
                                  "to set; leave backend=None")
-            import dataclasses
-
-            object.__setattr__(self, "block", dataclasses.replace(self.block,
-                                                                  backend=self.backend))
+            object.__setattr__(self, "block", replace(self.block, backend=self.backend))
         object.__setattr__(self, "scales",
                            _check_scales(self.scales, self.block.param_shapes()))
 
