@@ -40,9 +40,10 @@ __all__ = ["Rescaled", "RescaledCache", "standard_parametrization"]
 
 
 class RescaledCache(NamedTuple):
-    """The inner block's cache."""
+    r"""The inner block's cache and the block parameters :math:`W = s \odot P` it was built with."""
 
     inner: Any
+    block_params: Any
 
 
 def _check_scales(scales, shapes, path="scales"):
@@ -138,12 +139,13 @@ class Rescaled(Block):
         return self.stored_params(self.block.init(rng))
 
     def forward(self, params, *inputs, **optional_inputs):
-        out, cache = self.block.forward(self.block_params(params), *inputs, **optional_inputs)
-        return out, RescaledCache(cache)
+        W = self.block_params(params)
+        out, cache = self.block.forward(W, *inputs, **optional_inputs)
+        return out, RescaledCache(cache, W)
 
     def backward(self, params, cache: RescaledCache, grad_out):
         check_cache(cache, RescaledCache, "Rescaled")
-        grads, grad_inputs = self.block.backward(self.block_params(params), cache.inner, grad_out)
+        grads, grad_inputs = self.block.backward(cache.block_params, cache.inner, grad_out)
         # reverses `W = s * P`
         return tree_map2(lambda s, g: s * g, self.scales, grads), grad_inputs
 
