@@ -31,12 +31,21 @@ Two subcommands:
     the model name, e.g. ``ours_tfn-se3_11_s3``), each read at the budgets it covers; prints the
     runs' values, the mean and standard deviation of each side and the ratio of the means.
 
+``ponita``
+    PONITA's schedule spans the whole run (cosine over ``--epochs``), so a run of E epochs is
+    read at E only. Reads ``ours_ponita_<E>_s<S>/`` (``geomp-ref nbody train --model ponita
+    --epochs E --seed S``) and ``pub_ponita_<E>_s<S>.csv`` (the Lightning ``metrics.csv`` of
+    ``benchmarks/ponita_published.py --epochs E --seed S``), and prints per budget the test MSE at
+    the best validation of every run, the means, standard deviations, their ratio and the median
+    seconds per training epoch of each side.
+
 Usage::
 
     python benchmarks/nbody.py speed --data DIR --egnn-peer EGNN_CHECKOUT \\
         --segnn-peer SEGNN_CHECKOUT [--rounds 3]
     python benchmarks/nbody.py table --runs RUNS_DIR [--budgets 10,50,100,1000]
     python benchmarks/nbody.py seeds --model tfn-se3 --runs DIR [DIR ...] [--budgets 6,11]
+    python benchmarks/nbody.py ponita --runs DIR [DIR ...]
 """
 
 from __future__ import annotations
@@ -44,6 +53,7 @@ from __future__ import annotations
 import argparse
 import csv
 import importlib
+import json
 import math
 import re
 import statistics
@@ -65,7 +75,7 @@ PAPER = {"linear": 0.0819, "se3_transformer": 0.0244, "tfn": 0.0155, "tfn-se3": 
          "gnn": 0.0107, "rf": 0.0104, "egnn": 0.0071, "segnn": 0.0043, "segnn-e3": 0.0043,
          "ponita": 0.0043}
 LR = {"linear": 5e-4, "gnn": 1e-3, "rf": 2e-4, "egnn": 5e-4, "segnn": 5e-4, "segnn-e3": 5e-4,
-      "tfn": 1e-3, "tfn-se3": 1e-3}
+      "tfn": 1e-3, "tfn-se3": 1e-3, "ponita": 1e-3}
 #: the published run each model is compared with (both TFNs against the published TFN, both
 #: SEGNNs against the published SEGNN: there is no published equivariant-centring run)
 PEER_RUN = {"tfn-se3": "tfn", "segnn-e3": "segnn"}
@@ -194,8 +204,9 @@ def speed(args) -> int:
     for name in models:
         methods = {f"ours ({b})": _ours(name, b) for b in ("numpy", "numba")}
         peer = args.segnn_peer if name == "segnn" else args.egnn_peer
-        # the published TFN needs DGL; the equivariant-centring SEGNN has no published code
-        if name not in ("tfn", "tfn-se3", "segnn-e3") and peer:
+        # the published TFN needs DGL, PONITA Lightning (both timed from their logs); the
+        # equivariant-centring SEGNN has no published code
+        if name not in ("tfn", "tfn-se3", "segnn-e3", "ponita") and peer:
             methods["published torch"] = _torch(name, args)
         times = {k: ([], []) for k in methods}
         for train, evaluate in methods.values():  # warm-up (numba compilation)
@@ -263,7 +274,7 @@ def table(args) -> int:
     print("| model | budget (epochs) | ours test MSE | published code test MSE | ours / published"
           " | paper (10 000 epochs) | ours s/epoch | published s/epoch |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for name in MODELS:
+    for name in (m for m in MODELS if m != "ponita"):  # ponita: the `ponita` subcommand
         ours_runs = sorted(runs.glob(f"ours_{name}_*/metrics.csv"))
         pub_runs = sorted(runs.glob(f"pub_{PEER_RUN.get(name, name)}_*.log"))
         ours = [(int(p.parent.name.rsplit("_", 1)[1]), *_ours_evals(p)) for p in ours_runs]
@@ -317,6 +328,56 @@ def seeds(args) -> int:
     return 0
 
 
+def _pub_ponita(path):
+    """(best validation, test MSE at it, median train-epoch seconds) of a Lightning metrics.csv."""
+    vals, tests, secs = [], [], []
+    with open(path) as fh:
+        for row in csv.DictReader(fh):
+            if row.get("valid MSE"):
+                vals.append(float(row["valid MSE"]))
+            if row.get("test MSE"):
+                tests.append(float(row["test MSE"]))
+            if row.get("train epoch time"):
+                secs.append(float(row["train epoch time"]))
+    if not vals or not tests:
+        return None
+    return min(vals), tests[-1], statistics.median(secs) if secs else math.nan
+
+
+def ponita(args) -> int:
+    runs = {}
+    for folder in map(Path, args.runs):
+        for p in sorted(folder.glob("ours_ponita_*/results.json")):
+            res = json.loads(p.read_text())
+            _, secs = _ours_evals(p.parent / "metrics.csv")
+            runs.setdefault(int(res["epochs"]), {}).setdefault("ours", []).append(
+                (p.parent.name, res["test_mse_at_best"], statistics.median(secs)))
+        for p in sorted(folder.glob("pub_ponita_*.csv")):
+            got = _pub_ponita(p)
+            if got is not None:
+                budget = int(p.stem.split("_")[2])
+                runs.setdefault(budget, {}).setdefault("published", []).append(
+                    (p.stem, got[1], got[2]))
+    print("| budget | side | runs (test MSE at best val) | mean | sd | s/train epoch | "
+          "ours / published (means) |")
+    print("|---:|---|---|---:|---:|---:|---:|")
+    for budget in sorted(runs):
+        means = {}
+        for side in ("ours", "published"):
+            got = runs[budget].get(side)
+            if not got:
+                continue
+            v = [t for _, t, _ in got]
+            means[side] = statistics.mean(v)
+            sd = f"{statistics.stdev(v):.4f}" if len(v) > 1 else "-"
+            sec = statistics.median(s for _, _, s in got)
+            ratio = (f"{means['ours'] / means['published']:.2f}"
+                     if side == "published" and "ours" in means else "")
+            print(f"| {budget} | {side} | {', '.join(f'{t:.4f}' for t in v)} | "
+                  f"{means[side]:.4f} | {sd} | {sec:.1f} | {ratio} |")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -335,8 +396,10 @@ def main(argv=None) -> int:
     ep.add_argument("--model", required=True, choices=MODELS)
     ep.add_argument("--runs", required=True, nargs="+")
     ep.add_argument("--budgets", default="6,11")
+    pp = sub.add_parser("ponita")
+    pp.add_argument("--runs", required=True, nargs="+")
     args = ap.parse_args(argv)
-    return {"speed": speed, "table": table, "seeds": seeds}[args.command](args)
+    return {"speed": speed, "table": table, "seeds": seeds, "ponita": ponita}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -336,13 +336,17 @@ class NBodyEGNN(Block):
 # --- the training command's entry points ---------------------------------------------------------
 
 #: every N-body model by name; "segnn", "segnn-e3", "tfn" and "tfn-se3" live in
-#: :mod:`geomp_ref.models.nbody_steerable`
-MODELS = ("linear", "gnn", "rf", "egnn", "segnn", "segnn-e3", "tfn", "tfn-se3")
+#: :mod:`geomp_ref.models.nbody_steerable`, "ponita" in :mod:`geomp_ref.models.nbody_ponita`
+MODELS = ("linear", "gnn", "rf", "egnn", "segnn", "segnn-e3", "tfn", "tfn-se3", "ponita")
 
 
 def make_model(name: str, **options) -> Block:
     """The published configuration of model ``name`` (``options`` override its fields)."""
     check_choice(name, "model", MODELS)
+    if name == "ponita":
+        from .nbody_ponita import NBodyPONITA
+
+        return NBodyPONITA(**options)
     if name in ("segnn", "segnn-e3", "tfn", "tfn-se3"):
         from . import nbody_steerable  # imported here: it builds on the o3 stack
 

@@ -5,7 +5,7 @@ Subcommands::
     geomp-ref nbody generate --out DIR [--num-train N] [--num-valid N] [--num-test N] [--seed S]
         [--suffix SUFFIX] [--length L] [--length-test L] [--sample-freq F] [--n-balls B]
         [--initial-vel {0,1}] [--block N] [--quiet]
-    geomp-ref nbody train --model {linear,gnn,rf,egnn,segnn,segnn-e3,tfn,tfn-se3} --data DIR
+    geomp-ref nbody train --model {linear,gnn,rf,egnn,segnn,segnn-e3,tfn,tfn-se3,ponita} --data DIR
         [--suffix small] [--epochs E] [--lr LR] [--batch-size 100] [--max-samples 3000]
         [--seed S] [--out DIR] [--weight-decay W] [--eval-every K] [--float32]
         [--backend {numpy,numba}] [--parametrization {native,standard}] [--resume] [--quiet]
@@ -26,6 +26,18 @@ is the same configuration centred on each system's centroid (``mode="corrected"`
 E(3)-equivariant. ``tfn`` is a TFN built from e3nn's convolution
 (:class:`geomp_ref.models.nbody_steerable.NBodyTFN`), ``tfn-se3`` the published TFN baseline's
 own architecture (:class:`geomp_ref.models.nbody_steerable.NBodySE3TFN`).
+
+``ponita`` (:class:`geomp_ref.models.nbody_ponita.NBodyPONITA`) trains with PONITA's own recipe
+(ebekkers/ponita ``main_nbody.py``), not the EGNN script's: learning rate 1e-3 under a cosine
+schedule over ``--epochs`` with 10 warm-up epochs (:class:`geomp_ref.train.CosineWarmup`, one
+value per epoch), weight decay 1e-10 on the weights of linear maps only (none on biases, layer
+norms and layer scales), gradients clipped to norm 0.5 before every step
+(:func:`geomp_ref.train.clip_grad_norm`), every training system rotated by its own uniformly
+random rotation (positions, velocities and targets; drawn from the batch generator), the
+convolutions calibrated once on the first training batch before the first step
+(:meth:`~geomp_ref.models.nbody_ponita.NBodyPONITA.calibrate`), and validation after the 5th,
+10th, ... epoch (PyTorch Lightning's ``check_val_every_n_epoch``). ``--weight-decay`` sets the
+decay of those weights; the other steps of the recipe are recorded in ``results.json``.
 
 ``train --parametrization standard`` trains the effective weights of a model whose layers
 store e3nn-style weights times a fan-in constant (``tfn``): the same initial network, but Adam
@@ -59,11 +71,18 @@ import sys
 
 __all__ = ["build_parser", "main"]
 
-MODELS = ("linear", "gnn", "rf", "egnn", "segnn", "segnn-e3", "tfn", "tfn-se3")
+MODELS = ("linear", "gnn", "rf", "egnn", "segnn", "segnn-e3", "tfn", "tfn-se3", "ponita")
 #: Learning rates of the published runs (EGNN repository main_nbody.py defaults and README
-#: commands; SEGNN repository README).
+#: commands; SEGNN repository README; PONITA main_nbody.py).
 DEFAULT_LR = {"linear": 5e-4, "gnn": 1e-3, "rf": 2e-4, "egnn": 5e-4, "segnn": 5e-4,
-              "segnn-e3": 5e-4, "tfn": 1e-3, "tfn-se3": 1e-3}
+              "segnn-e3": 5e-4, "tfn": 1e-3, "tfn-se3": 1e-3, "ponita": 1e-3}
+#: weight decay of the published scripts (EGNN's main_nbody.py 1e-12; PONITA 1e-10, linear
+#: maps' weights only)
+DEFAULT_WEIGHT_DECAY = {"ponita": 1e-10}
+#: PONITA's training recipe (main_nbody.py, lightning_wrappers/nbody.py)
+PONITA_RECIPE = {"schedule": {"name": "CosineWarmup", "warmup": 10}, "clip_grad_norm": 0.5,
+                 "augment": "SO(3) per system", "calibrate": "first training batch",
+                 "decay_on": "linear maps' weights", "eval_phase": "every 5th epoch (1-based)"}
 
 
 class _ArgumentError(Exception):
@@ -108,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--suffix", default="small")
     tr.add_argument("--epochs", type=int, default=10000)
     tr.add_argument("--lr", type=float, default=None, help="default: the model's published rate")
-    tr.add_argument("--weight-decay", type=float, default=1e-12)
+    tr.add_argument("--weight-decay", type=float, default=None,
+                    help="default: the published value (1e-12; ponita 1e-10 on weights only)")
     tr.add_argument("--batch-size", type=int, default=100)
     tr.add_argument("--max-samples", type=int, default=3000)
     tr.add_argument("--eval-every", type=int, default=5)
@@ -201,8 +221,15 @@ def _train(args) -> int:
                               "the weights its forward multiplies by (no fan-in normalisation "
                               "to undo); use it with tfn, or drop the option") from None
     lr = DEFAULT_LR[args.model] if args.lr is None else args.lr
+    if args.weight_decay is None:
+        args.weight_decay = DEFAULT_WEIGHT_DECAY.get(args.model, 1e-12)
+    ponita = args.model == "ponita"
     try:
-        optimizer = Adam(lr, weight_decay=args.weight_decay)
+        if ponita:  # decay on the weights of linear maps ("W..."), not on the others
+            decay = _decay_tree(block.param_shapes(), float(args.weight_decay))
+            optimizer = Adam(lr, weight_decay=decay)
+        else:
+            optimizer = Adam(lr, weight_decay=args.weight_decay)
         for name in ("epochs", "batch_size", "max_samples", "eval_every"):
             if getattr(args, name) < (0 if name == "epochs" else 1):
                 raise ValueError(f"--{name.replace('_', '-')} must be >= "
@@ -222,6 +249,8 @@ def _train(args) -> int:
              "suffix": args.suffix, "float32": args.float32, "backend": args.backend,
              "data": os.path.abspath(args.data), "eval_every": args.eval_every,
              "parametrization": args.parametrization}
+    if ponita:
+        hyper["recipe"] = PONITA_RECIPE
     out = args.out or os.path.join("runs", f"nbody_{args.model}")
     rng = np.random.default_rng(args.seed)
     params = block.init(rng)
@@ -240,6 +269,39 @@ def _train(args) -> int:
         grads, _ = block.backward(p, cache, grad)
         return loss, grads
 
+    extra = {}
+    if ponita:
+        from ..o3.rotation import random_rotation
+        from ..train import CosineWarmup, clip_grad_norm
+
+        def train_batches(epoch):
+            # each system rotated by its own Haar-random rotation, drawn after the batch
+            for batch in train_set.batches(args.batch_size, rng):
+                R = random_rotation(rng, batch.index.size)[batch.graph.batch]  # (N, 3, 3)
+                yield batch._replace(**{k: np.einsum("nij,nj->ni", R, getattr(batch, k))
+                                        for k in ("x", "v", "target")})
+
+        def clipped(p, batch):
+            loss, grads = loss_and_grad(p, batch)
+            return loss, clip_grad_norm(grads, PONITA_RECIPE["clip_grad_norm"])[0]
+
+        schedule = CosineWarmup(PONITA_RECIPE["schedule"]["warmup"], args.epochs)
+        extra = {"lr_schedule": lambda epoch: schedule.lr(lr, epoch),
+                 "eval_phase": args.eval_every - 1}
+        if not args.resume:
+            # calibrate on the batch the first step will see (a copy of the generator's state)
+            peek = np.random.default_rng()
+            peek.bit_generator.state = rng.bit_generator.state
+            first = _first_batch(train_set, args.batch_size, peek)
+            params = block.calibrate(params, first.graph, *inputs_of(first))
+            del first, peek
+        step_fn = clipped
+    else:
+        def train_batches(epoch):
+            return train_set.batches(args.batch_size, rng)
+
+        step_fn = loss_and_grad
+
     def mean_loss(p, dataset):
         # as published: batch losses weighted by the batch's number of simulations
         total = count = 0.0
@@ -250,19 +312,38 @@ def _train(args) -> int:
         return total / count
 
     start_epoch = resume.pop("start_epoch", 0)
-    result = fit(params, optimizer, loss_and_grad,
-                 lambda epoch: train_set.batches(args.batch_size, rng),
+    result = fit(params, optimizer, step_fn, train_batches,
                  epochs=args.epochs - start_epoch, start_epoch=start_epoch,
                  evaluate=lambda p: {"val": mean_loss(p, val_set),
                                      "test": mean_loss(p, test_set)},
                  eval_every=args.eval_every, out_dir=out, hyper=hyper, loss_name="mse",
                  checkpoint_extra=lambda: {"batch_rng": rng.bit_generator.state},
-                 progress=not args.quiet, label=f"nbody {args.model}", **resume)
+                 progress=not args.quiet, label=f"nbody {args.model}", **extra, **resume)
     best = result.best
     print(f"{args.model}: best val MSE {best.get('val', float('nan')):.6g} at epoch "
           f"{result.best_epoch}, test MSE there {best.get('test', float('nan')):.6g}; "
           f"{result.wall_time:.1f} s; files in {out}")
     return 0
+
+
+def _decay_tree(shapes, value: float):
+    """Weight decay per leaf of a params tree: ``value`` on weights (leaves named ``W...``), 0
+    on biases, normalisation parameters and layer scales (PONITA's parameter groups)."""
+    return {k: _decay_tree(v, value) if isinstance(v, dict) else
+            (value if k.startswith("W") else 0.0) for k, v in shapes.items()}
+
+
+def _first_batch(train_set, batch_size: int, rng):
+    """The first training batch of an epoch drawn from ``rng``, rotated as the PONITA recipe
+    rotates it (the same draws, in the same order, as the training loop)."""
+    import numpy as np
+
+    from ..o3.rotation import random_rotation
+
+    batch = next(iter(train_set.batches(batch_size, rng)))
+    R = random_rotation(rng, batch.index.size)[batch.graph.batch]
+    return batch._replace(**{k: np.einsum("nij,nj->ni", R, getattr(batch, k))
+                             for k in ("x", "v", "target")})
 
 
 #: options that must be the same when a run is resumed (``backend`` may change: the kernels

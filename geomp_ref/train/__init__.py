@@ -7,7 +7,7 @@ returns) and gradients of the same structure (as every block's ``backward`` retu
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .loop import FitResult, fit, plot_curves
 from .losses import mse_loss
-from .optim import Adam, AdamState
+from .optim import Adam, AdamState, CosineWarmup, clip_grad_norm
 from .progress import Progress
 from .reparam import Rescaled, RescaledCache, standard_parametrization
 
@@ -15,10 +15,12 @@ __all__ = [
            "Adam",
            "AdamState",
            "Checkpoint",
+           "CosineWarmup",
            "FitResult",
            "Progress",
            "Rescaled",
            "RescaledCache",
+           "clip_grad_norm",
            "fit",
            "load_checkpoint",
            "mse_loss",

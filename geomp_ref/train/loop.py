@@ -143,7 +143,8 @@ def fit(params, optimizer, loss_and_grad, train_batches, *, epochs: int, evaluat
         eval_every: int = 5, select: str = "val", out_dir=None, hyper: dict | None = None,
         opt_state=None, start_epoch: int = 0, best=None, elapsed: float = 0.0,
         checkpoint_extra=None, batch_weight=None, loss_name: str = "loss",
-        progress: bool = True, label: str = "train") -> FitResult:
+        progress: bool = True, label: str = "train", eval_phase: int = 0,
+        lr_schedule=None) -> FitResult:
     """Train ``params`` for ``epochs`` epochs.
 
     Parameters
@@ -163,7 +164,11 @@ def fit(params, optimizer, loss_and_grad, train_batches, *, epochs: int, evaluat
     evaluate : callable, optional
         ``evaluate(params) -> {name: loss}``, e.g. ``{"val": ..., "test": ...}``.
     eval_every : int
-        Evaluate after epochs whose number is a multiple of this.
+        Evaluate after epochs whose number is a multiple of this (plus ``eval_phase``).
+    eval_phase : int
+        Evaluate after the epochs ``e`` with ``e % eval_every == eval_phase`` (default 0, the
+        published EGNN script; ``eval_every - 1`` is PyTorch Lightning's
+        ``check_val_every_n_epoch``, which validates after the 5th, 10th, ... epoch).
     select : str
         Metric of ``evaluate`` that selects the best epoch (lower is better).
     out_dir : path, optional
@@ -192,9 +197,14 @@ def fit(params, optimizer, loss_and_grad, train_batches, *, epochs: int, evaluat
         Show a progress line on stderr.
     label : str
         Progress label.
+    lr_schedule : callable, optional
+        ``lr_schedule(epoch) -> lr``: the learning rate of every step of that epoch, passed as
+        ``optimizer.step(..., lr=...)`` (e.g. ``lambda e: CosineWarmup(10, E).lr(1e-3, e)``);
+        recorded in the ``lr`` column of ``metrics.csv``.
     """
     epochs = check_int(epochs, "epochs", minimum=0)
     eval_every = check_int(eval_every, "eval_every", minimum=1)
+    eval_phase = check_int(eval_phase, "eval_phase", maximum=eval_every - 1)
     start_epoch = check_int(start_epoch, "start_epoch")
     elapsed = float(elapsed)
     if not (math.isfinite(elapsed) and elapsed >= 0):
@@ -230,16 +240,22 @@ def fit(params, optimizer, loss_and_grad, train_batches, *, epochs: int, evaluat
         for epoch in range(start_epoch, start_epoch + epochs):
             t0 = time.perf_counter()
             total = weight_sum = 0.0
+            lr = None if lr_schedule is None else float(lr_schedule(epoch))
             for batch in train_batches(epoch):
                 loss, grads = loss_and_grad(params, batch)
-                params, state = optimizer.step(params, grads, state)
+                if lr is None:
+                    params, state = optimizer.step(params, grads, state)
+                else:
+                    params, state = optimizer.step(params, grads, state, lr=lr)
                 w = 1.0 if batch_weight is None else float(batch_weight(batch))
                 total += float(loss) * w
                 weight_sum += w
             row = {"epoch": epoch,
                    f"train_{loss_name}": total / weight_sum if weight_sum else math.nan}
+            if lr is not None:
+                row["lr"] = lr
             metrics = None
-            if evaluate is not None and epoch % eval_every == 0:
+            if evaluate is not None and epoch % eval_every == eval_phase:
                 metrics = {k: float(v) for k, v in evaluate(params).items()}
                 if select not in metrics:
                     raise KeyError(f"evaluate() returned {sorted(metrics)}; select={select!r} "

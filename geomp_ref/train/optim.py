@@ -11,7 +11,10 @@ For every parameter leaf :math:`p` with gradient :math:`g` at step :math:`t = 1,
         \frac{m}{\sqrt{v} / \sqrt{1 - \beta_2^t} + \epsilon}
 
 Weight decay :math:`\lambda` is the classic L2 term added to the gradient (not AdamW's decoupled
-decay). The scalars :math:`1 - \beta_1^t`, :math:`1 - \beta_2^t`, the step size and
+decay); it is one number for every leaf, or a tree of numbers shaped like the parameters (torch's
+parameter groups: e.g. decay on weights, none on biases and normalisation scales). A step may
+be given its own learning rate (a schedule's value). The scalars :math:`1 - \beta_1^t`,
+:math:`1 - \beta_2^t`, the step size and
 :math:`\sqrt{1 - \beta_2^t}` are computed in Python floats, and :math:`\epsilon` is added after
 the division by the bias correction, exactly as torch does; the first moment is updated with
 torch's ``lerp`` form :math:`m + w(g - m)`. Results agree with torch to rounding (torch's
@@ -29,7 +32,7 @@ import numpy as np
 
 from ..params import tree_map
 
-__all__ = ["Adam", "AdamState"]
+__all__ = ["Adam", "AdamState", "CosineWarmup", "clip_grad_norm"]
 
 
 class AdamState(NamedTuple):
@@ -84,8 +87,10 @@ class Adam:
     betas : (float, float)
         :math:`(\\beta_1, \\beta_2)`, each in [0, 1).
     eps : float
-    weight_decay : float
-        L2 coefficient :math:`\\lambda` added to the gradient.
+    weight_decay : float or dict
+        L2 coefficient :math:`\\lambda` added to the gradient; a tree with the structure of
+        the parameters and one number per leaf gives each leaf its own (torch's parameter
+        groups).
     """
 
     lr: float
@@ -96,8 +101,7 @@ class Adam:
     def __post_init__(self):
         object.__setattr__(self, "lr", _nonneg_float(self.lr, "Adam.lr"))
         object.__setattr__(self, "eps", _nonneg_float(self.eps, "Adam.eps"))
-        object.__setattr__(self, "weight_decay",
-                           _nonneg_float(self.weight_decay, "Adam.weight_decay"))
+        object.__setattr__(self, "weight_decay", _decay(self.weight_decay, "Adam.weight_decay"))
         betas = self.betas
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise TypeError(f"Adam.betas must be a pair (beta1, beta2); got {betas!r}")
@@ -118,7 +122,7 @@ class Adam:
         zeros = tree_map(lambda a: np.zeros(np.shape(a)), params)
         return AdamState(0, zeros, tree_map(np.copy, zeros))
 
-    def step(self, params, grads, state: AdamState):
+    def step(self, params, grads, state: AdamState, *, lr: float | None = None):
         """One update; returns new ``(params, state)`` and modifies nothing.
 
         Parameters
@@ -126,6 +130,9 @@ class Adam:
         params, grads : dict
             Trees of the same structure and shapes.
         state : AdamState
+        lr : float, optional
+            This step's learning rate instead of ``self.lr`` (a schedule's value, as a torch
+            scheduler sets the group's ``lr`` before the step).
         """
         _check_tree(params, "params")
         _check_tree(grads, "grads", params)
@@ -135,7 +142,9 @@ class Adam:
         _check_tree(state.exp_avg, "state.exp_avg", params)
         _check_tree(state.exp_avg_sq, "state.exp_avg_sq", params)
         beta1, beta2 = self.betas
-        lr, eps, wd = self.lr, self.eps, self.weight_decay
+        lr = self.lr if lr is None else _nonneg_float(lr, "lr")
+        eps = self.eps
+        wd_tree = _decay_tree(self.weight_decay, params)
         step = state.step + 1
         # torch reads its float32 step counter back as a Python float
         bias1 = 1 - beta1 ** float(step)
@@ -145,7 +154,7 @@ class Adam:
         w1 = 1 - beta1
         w2 = 1 - beta2
 
-        def leaf(p, g, m, v):
+        def leaf(p, g, m, v, wd):
             if wd != 0:
                 g = g + wd * p
             m = m + w1 * (g - m)  # torch's lerp(m, g, w1) for w1 < 0.5
@@ -155,13 +164,95 @@ class Adam:
             return np.asarray(new_p), np.asarray(m), np.asarray(v)
 
         new_params, exp_avg, exp_avg_sq = _walk(leaf, params, grads, state.exp_avg,
-                                                state.exp_avg_sq)
+                                                state.exp_avg_sq, wd_tree)
         return new_params, AdamState(step, exp_avg, exp_avg_sq)
 
 
-def _walk(fn, p, g, m, v):
-    """Apply ``fn(p, g, m, v) -> (p', m', v')`` leaf by leaf; returns the three new trees."""
+def _walk(fn, p, g, m, v, wd):
+    """Apply ``fn(p, g, m, v, wd) -> (p', m', v')`` leaf by leaf; returns the three new trees."""
     if isinstance(p, dict):
-        out = {k: _walk(fn, p[k], g[k], m[k], v[k]) for k in p}
+        out = {k: _walk(fn, p[k], g[k], m[k], v[k], wd[k]) for k in p}
         return tuple({k: out[k][i] for k in p} for i in range(3))
-    return fn(p, g, m, v)
+    return fn(p, g, m, v, wd)
+
+
+def _decay(value, name: str):
+    """A weight decay: one number >= 0, or a tree (nested dicts) of them."""
+    if isinstance(value, dict):
+        return {str(k): _decay(v, f"{name}[{k!r}]") for k, v in value.items()}
+    return _nonneg_float(value, name)
+
+
+def _decay_tree(wd, params, path: str = ""):
+    """``wd`` spread over the structure of ``params`` (a number applies to every leaf)."""
+    if not isinstance(wd, dict):
+        if isinstance(params, dict):
+            return {k: _decay_tree(wd, v, f"{path}[{k!r}]") for k, v in params.items()}
+        return wd
+    if not isinstance(params, dict) or set(wd) != set(params):
+        expected = sorted(params) if isinstance(params, dict) else "a number (params is a leaf)"
+        raise ValueError(f"Adam.weight_decay{path} must have the structure of params "
+                         f"({expected}); got keys {sorted(wd)}")
+    return {k: _decay_tree(wd[k], params[k], f"{path}[{k!r}]") for k in params}
+
+
+def clip_grad_norm(grads, max_norm: float):
+    r"""``torch.nn.utils.clip_grad_norm_`` on a gradient tree: ``(clipped, total_norm)``.
+
+    :math:`n = \lVert (\lVert g_1 \rVert_2, \lVert g_2 \rVert_2, \dots) \rVert_2` over the
+    leaves; every leaf is multiplied by :math:`\min(1, m / (n + 10^{-6}))` (a new tree; the
+    input is not modified). PyTorch Lightning's ``gradient_clip_val=m`` does this before each
+    optimizer step.
+    """
+    max_norm = _nonneg_float(max_norm, "max_norm")
+    _check_tree(grads, "grads")
+    norms = []
+
+    def collect(t):
+        if isinstance(t, dict):
+            for v in t.values():
+                collect(v)
+        else:
+            norms.append(float(np.sqrt(np.sum(np.asarray(t) * np.asarray(t)))))
+
+    collect(grads)
+    total = float(np.sqrt(np.sum(np.square(norms)))) if norms else 0.0
+    coef = min(1.0, max_norm / (total + 1e-6))
+    return tree_map(lambda g: np.asarray(g) * coef, grads), total
+
+
+@dataclass(frozen=True)
+class CosineWarmup:
+    r"""PONITA's learning-rate schedule (``CosineWarmupScheduler``), a factor per epoch:
+
+    .. math::
+
+        s(e) = \tfrac12 \big(1 + \cos(\pi e / E)\big) \cdot
+        \begin{cases} (e + 10^{-6}) / (W + 10^{-6}) & e \le W \\ 1 & e > W \end{cases}
+
+    for epoch :math:`e = 0, 1, \dots` (the torch scheduler steps once per epoch), ``warmup``
+    :math:`W` and ``total`` :math:`E` epochs. ``lr(base, epoch)`` is :math:`\text{base}\, s(e)`.
+    """
+
+    warmup: int
+    total: int
+
+    def __post_init__(self):
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, (int, np.integer)) \
+                or self.warmup < 0:
+            raise ValueError(f"CosineWarmup.warmup must be an int >= 0; got {self.warmup!r}")
+        if isinstance(self.total, bool) or not isinstance(self.total, (int, np.integer)) \
+                or self.total < 1:
+            raise ValueError(f"CosineWarmup.total must be an int >= 1; got {self.total!r}")
+
+    def factor(self, epoch: int) -> float:
+        f = 0.5 * (1 + math.cos(math.pi * epoch / self.total))
+        if epoch <= self.warmup:
+            f *= (epoch + 1e-6) * 1.0 / (self.warmup + 1e-6)
+        return f
+
+    def lr(self, base: float, epoch: int) -> float:
+        return base * self.factor(epoch)
+
+    def hyper(self) -> dict:
+        return {"name": "CosineWarmup", "warmup": int(self.warmup), "total": int(self.total)}
