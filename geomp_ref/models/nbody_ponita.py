@@ -199,9 +199,10 @@ class NBodyPONITA(Block):
                 "readout": {str(k): {"W": (C, 1), "b": (1,)} for k in self._readout_layers()}}
 
     def init(self, rng) -> dict:
-        """Draws in the published module order: embedding, basis networks, then per layer the
-        convolution's kernels, the MLP and the read-out (each like ``torch.nn.Linear``); conv
-        biases and LayerNorm shifts 0, LayerNorm scales 1, layer scales ``layer_scale``."""
+        """Every linear map drawn like ``torch.nn.Linear`` (embedding, basis networks, then per
+        layer the convolution's kernels, the MLP and the read-out, in that order); convolution
+        biases and LayerNorm shifts 0, LayerNorm scales 1, layer scales ``layer_scale``, as
+        PONITA initialises them."""
         rng = as_rng(rng, "rng")
         basis, conv, mlp = self.parts
         C = self.hidden

@@ -46,7 +46,7 @@ def test_make_model_and_inputs(rng):
     for name in nbody.MODELS:
         assert type(nbody.make_model(name)).__name__.lower().endswith(
             {"linear": "linear", "gnn": "gnn", "rf": "rf", "egnn": "egnn", "segnn": "segnn",
-             "segnn-e3": "segnn", "tfn": "tfn", "tfn-se3": "se3tfn"}[name])
+             "segnn-e3": "segnn", "tfn": "tfn", "tfn-se3": "se3tfn", "ponita": "ponita"}[name])
     assert nbody.make_model("segnn").mode == "reference"
     assert nbody.make_model("segnn-e3").mode == "corrected"
     assert nbody.make_model("segnn-e3", mode="reference").mode == "reference"
