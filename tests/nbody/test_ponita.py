@@ -20,7 +20,6 @@ import pytest
 from geomp_ref.cases.nbody import _systems
 from geomp_ref.graph import complete_graph, make_graph
 from geomp_ref.models.nbody_ponita import NBodyPONITA, with_self_loops
-from geomp_ref.nbody import GeneratorConfig, write_dataset
 from geomp_ref.nbody.cli import main
 from geomp_ref.o3.rotation import random_rotation
 from geomp_ref.params import flatten
@@ -216,19 +215,6 @@ def test_fit_eval_phase_and_schedule(tmp_path, rng):
 
 
 # --- geomp-ref nbody train --model ponita ----------------------------------------------------
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny_ponita")
-    write_dataset(folder, GeneratorConfig(num_train=4, num_valid=2, num_test=2, length=300,
-                                          length_test=300, seed=43, suffix="t"))
-    return folder
-
-
-@pytest.fixture
-def first_frames(monkeypatch):
-    monkeypatch.setattr("geomp_ref.nbody.dataset.default_frames", lambda suffix: (0, 1))
-
 
 def _argv(tiny, out, epochs, *extra):
     return ["train", "--model", "ponita", "--data", str(tiny), "--suffix", "t", "--epochs",

@@ -17,26 +17,13 @@ import numpy as np
 import pytest
 
 from geomp_ref.models.nbody import MODELS, make_model, model_inputs
-from geomp_ref.nbody import GeneratorConfig, NBodyDataset, write_dataset
+from geomp_ref.nbody import NBodyDataset
 from geomp_ref.nbody.cli import main
 from geomp_ref.train import load_checkpoint, mse_loss, standard_parametrization
 
 #: the published learning rates (EGNN repository README commands, SEGNN repository README)
 PUBLISHED_LR = {"linear": 5e-4, "gnn": 1e-3, "rf": 2e-4, "egnn": 5e-4, "segnn": 5e-4,
                 "segnn-e3": 5e-4, "tfn": 1e-3, "tfn-se3": 1e-3, "ponita": 1e-3}
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny")
-    write_dataset(folder, GeneratorConfig(num_train=6, num_valid=3, num_test=2, length=300,
-                                          length_test=300, seed=43, suffix="t"))
-    return folder
-
-
-@pytest.fixture
-def first_frames(monkeypatch):
-    monkeypatch.setattr("geomp_ref.nbody.dataset.default_frames", lambda suffix: (0, 1))
 
 
 def test_every_published_model_is_registered():
