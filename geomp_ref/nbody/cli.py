@@ -271,15 +271,10 @@ def _train(args) -> int:
 
     extra = {}
     if ponita:
-        from ..o3.rotation import random_rotation
         from ..train import CosineWarmup, clip_grad_norm
 
         def train_batches(epoch):
-            # each system rotated by its own Haar-random rotation, drawn after the batch
-            for batch in train_set.batches(args.batch_size, rng):
-                R = random_rotation(rng, batch.index.size)[batch.graph.batch]  # (N, 3, 3)
-                yield batch._replace(**{k: np.einsum("nij,nj->ni", R, getattr(batch, k))
-                                        for k in ("x", "v", "target")})
+            return _rotated_batches(train_set, args.batch_size, rng)
 
         def clipped(p, batch):
             loss, grads = loss_and_grad(p, batch)
@@ -292,7 +287,7 @@ def _train(args) -> int:
             # calibrate on the batch the first step will see (a copy of the generator's state)
             peek = np.random.default_rng()
             peek.bit_generator.state = rng.bit_generator.state
-            first = _first_batch(train_set, args.batch_size, peek)
+            first = next(_rotated_batches(train_set, args.batch_size, peek))
             params = block.calibrate(params, first.graph, *inputs_of(first))
             del first, peek
         step_fn = clipped
@@ -333,17 +328,18 @@ def _decay_tree(shapes, value: float):
             (value if k.startswith("W") else 0.0) for k, v in shapes.items()}
 
 
-def _first_batch(train_set, batch_size: int, rng):
-    """The first training batch of an epoch drawn from ``rng``, rotated as the PONITA recipe
-    rotates it (the same draws, in the same order, as the training loop)."""
+def _rotated_batches(train_set, batch_size: int, rng):
+    """One epoch of training batches, each system rotated by its own Haar-random rotation
+    (positions, velocities and targets), drawn from ``rng`` after its batch (PONITA's
+    ``RandomRotate`` in training)."""
     import numpy as np
 
     from ..o3.rotation import random_rotation
 
-    batch = next(iter(train_set.batches(batch_size, rng)))
-    R = random_rotation(rng, batch.index.size)[batch.graph.batch]
-    return batch._replace(**{k: np.einsum("nij,nj->ni", R, getattr(batch, k))
-                             for k in ("x", "v", "target")})
+    for batch in train_set.batches(batch_size, rng):
+        R = random_rotation(rng, batch.index.size)[batch.graph.batch]  # (N, 3, 3)
+        yield batch._replace(**{k: np.einsum("nij,nj->ni", R, getattr(batch, k))
+                                for k in ("x", "v", "target")})
 
 
 #: options that must be the same when a run is resumed (``backend`` may change: the kernels
