@@ -56,7 +56,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._validate import as_float64, as_rng, check_bool, check_cache, check_int, check_shape
+from .._validate import (
+    as_float64,
+    as_rng,
+    check_bool,
+    check_cache,
+    check_int,
+    check_positive,
+    check_shape,
+)
 from .._validate import grad_out as _grad_out
 from ..graph import Graph, make_graph
 from ..layers.base import Block, check_backend, check_params, linear_init
@@ -164,10 +172,7 @@ class NBodyPONITA(Block):
         check_int(self.degree, f"{_O}.degree", minimum=1, maximum=8)
         check_int(self.widening, f"{_O}.widening", minimum=1)
         if self.layer_scale is not None:
-            v = float(self.layer_scale)
-            if not (np.isfinite(v) and v > 0):
-                raise ValueError(f"{_O}.layer_scale must be a positive number or None; got "
-                                 f"{self.layer_scale!r}")
+            check_positive(self.layer_scale, f"{_O}.layer_scale")
         check_bool(self.multiple_readouts, f"{_O}.multiple_readouts")
         check_backend(self.backend, _O)
         basis = PositionOrientationBasis(B, dim=3, grid="fibonacci", num_ori=self.num_ori,

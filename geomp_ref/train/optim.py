@@ -30,7 +30,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..params import tree_map
+from .._validate import check_int
+from ..params import flatten, tree_map
 
 __all__ = ["Adam", "AdamState", "CosineWarmup", "clip_grad_norm"]
 
@@ -206,16 +207,7 @@ def clip_grad_norm(grads, max_norm: float):
     """
     max_norm = _nonneg_float(max_norm, "max_norm")
     _check_tree(grads, "grads")
-    norms = []
-
-    def collect(t):
-        if isinstance(t, dict):
-            for v in t.values():
-                collect(v)
-        else:
-            norms.append(float(np.sqrt(np.sum(np.asarray(t) * np.asarray(t)))))
-
-    collect(grads)
+    norms = [float(np.sqrt(np.sum(g * g))) for g in flatten(grads).values()]
     total = float(np.sqrt(np.sum(np.square(norms)))) if norms else 0.0
     coef = min(1.0, max_norm / (total + 1e-6))
     return tree_map(lambda g: np.asarray(g) * coef, grads), total
@@ -238,12 +230,8 @@ class CosineWarmup:
     total: int
 
     def __post_init__(self):
-        if isinstance(self.warmup, bool) or not isinstance(self.warmup, (int, np.integer)) \
-                or self.warmup < 0:
-            raise ValueError(f"CosineWarmup.warmup must be an int >= 0; got {self.warmup!r}")
-        if isinstance(self.total, bool) or not isinstance(self.total, (int, np.integer)) \
-                or self.total < 1:
-            raise ValueError(f"CosineWarmup.total must be an int >= 1; got {self.total!r}")
+        object.__setattr__(self, "warmup", check_int(self.warmup, "CosineWarmup.warmup"))
+        object.__setattr__(self, "total", check_int(self.total, "CosineWarmup.total", minimum=1))
 
     def factor(self, epoch: int) -> float:
         f = 0.5 * (1 + math.cos(math.pi * epoch / self.total))
