@@ -13,7 +13,9 @@ Two subcommands:
     ``n_body_system/model.py``) and ``--segnn-peer`` (RobDHess/Steerable-E3-GNN: ``SEGNN`` of
     ``models/segnn/segnn.py`` in the README's N-body configuration; its inputs come from our
     :class:`~geomp_ref.layers.segnn_nbody.NBodyAttributes` in the published ``reference`` mode,
-    which is data preparation there, outside autograd). The published TFN needs DGL and
+    which is data preparation there, outside autograd). ``tfn`` is timed against e3nn's own
+    ``gate_points_2101.Network`` of the same architecture (``benchmarks/tfn_e3nn.py``; needs
+    only e3nn). The published TFN needs DGL and
     ``lie_learn`` (NumPy 1) and is timed from its training log instead (``table``). Methods run
     interleaved per round on the same batches; medians over rounds.
 
@@ -30,6 +32,9 @@ Two subcommands:
     every published log ``pub_<model>_*.log`` found in the ``--runs`` folders (any suffix after
     the model name, e.g. ``ours_tfn-se3_11_s3``), each read at the budgets it covers; prints the
     runs' values, the mean and standard deviation of each side and the ratio of the means.
+    ``--peer`` names other published runs: ``--model tfn --peer tfn-e3nn`` compares our ``tfn``
+    with e3nn's own ``Network`` of the same architecture trained by ``benchmarks/tfn_e3nn.py``
+    (logs ``pub_tfn-e3nn_<E>_s<S>.log``).
 
 ``ponita``
     PONITA's schedule spans the whole run (cosine over ``--epochs``), so a run of E epochs is
@@ -45,6 +50,7 @@ Usage::
         --segnn-peer SEGNN_CHECKOUT [--rounds 3]
     python benchmarks/nbody.py table --runs RUNS_DIR [--budgets 10,50,100,1000]
     python benchmarks/nbody.py seeds --model tfn-se3 --runs DIR [DIR ...] [--budgets 6,11]
+    python benchmarks/nbody.py seeds --model tfn --peer tfn-e3nn --runs DIR [--budgets 6,11]
     python benchmarks/nbody.py ponita --runs DIR [DIR ...]
 """
 
@@ -53,6 +59,7 @@ from __future__ import annotations
 import argparse
 import csv
 import importlib
+import importlib.util
 import json
 import math
 import re
@@ -171,11 +178,29 @@ def _torch_segnn_repo(path):
     return model, call
 
 
+def _torch_e3nn_tfn():
+    import tfn_e3nn  # benchmarks/tfn_e3nn.py: e3nn's own Network in the `tfn` configuration
+    import torch
+
+    model = tfn_e3nn.build(make_model("tfn"), torch.float32)
+
+    def call(b):
+        t = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
+        return tfn_e3nn.predict(model, t(b.x), t(b.v), t(b.charges),
+                                torch.tensor(b.graph.src), torch.tensor(b.graph.dst))
+
+    return model, call
+
+
 def _torch(name, args):
     import torch
 
-    model, call = (_torch_segnn_repo(args.segnn_peer) if name == "segnn"
-                   else _torch_egnn_repo(name, args.egnn_peer))
+    if name == "tfn":
+        model, call = _torch_e3nn_tfn()
+    elif name == "segnn":
+        model, call = _torch_segnn_repo(args.segnn_peer)
+    else:
+        model, call = _torch_egnn_repo(name, args.egnn_peer)
     opt = torch.optim.Adam(model.parameters(), lr=LR[name], weight_decay=1e-12)
     loss_fn = torch.nn.MSELoss()
 
@@ -205,8 +230,10 @@ def speed(args) -> int:
         methods = {f"ours ({b})": _ours(name, b) for b in ("numpy", "numba")}
         peer = args.segnn_peer if name == "segnn" else args.egnn_peer
         # the published TFN needs DGL, PONITA Lightning (both timed from their logs); the
-        # equivariant-centring SEGNN has no published code
-        if name not in ("tfn", "tfn-se3", "segnn-e3", "ponita") and peer:
+        # equivariant-centring SEGNN has no published code; `tfn` is e3nn's own Network
+        if name == "tfn" and importlib.util.find_spec("e3nn") is not None:
+            methods["e3nn torch (Network)"] = _torch(name, args)
+        elif name not in ("tfn", "tfn-se3", "segnn-e3", "ponita") and peer:
             methods["published torch"] = _torch(name, args)
         times = {k: ([], []) for k in methods}
         for train, evaluate in methods.values():  # warm-up (numba compilation)
@@ -303,7 +330,7 @@ def _covers(evals, budget):
 
 def seeds(args) -> int:
     name = args.model
-    peer = PEER_RUN.get(name, name)
+    peer = args.peer or PEER_RUN.get(name, name)
     ours, pub = [], []
     for folder in map(Path, args.runs):
         for p in sorted(folder.glob(f"ours_{name}_*/metrics.csv")):
@@ -396,6 +423,9 @@ def main(argv=None) -> int:
     ep.add_argument("--model", required=True, choices=MODELS)
     ep.add_argument("--runs", required=True, nargs="+")
     ep.add_argument("--budgets", default="6,11")
+    ep.add_argument("--peer", default=None,
+                    help="the published runs' name in pub_<peer>_*.log (default: the model's "
+                         "published run; tfn-e3nn for benchmarks/tfn_e3nn.py)")
     pp = sub.add_parser("ponita")
     pp.add_argument("--runs", required=True, nargs="+")
     args = ap.parse_args(argv)

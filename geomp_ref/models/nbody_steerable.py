@@ -57,6 +57,15 @@ Where our TFNConv differs from the published convolution (documented, not hidden
   to ``lmax = 2``);
 * the published basis is computed in float64 and cast to float32; here everything is float64.
 
+What :class:`NBodyTFN` is, exactly: e3nn's own model ``e3nn.nn.models.gate_points_2101.Network``
+with ``irreps_in="1x0e+1x1o"``, ``irreps_hidden="16x0e+16x1o"``, ``irreps_out="1x1o"``, no node
+attributes, harmonics up to ``lmax`` as edge attributes, ``layers=3``, ``max_radius=20``,
+``number_of_basis=20``, ``radial_layers=2``, ``radial_neurons=32``, ``num_neighbors=16`` and
+``reduce_output=False``, run on the complete graph of each system, plus :math:`x`: the same
+20 354 weights in the same layout, the same output and gradients to 1e-12, and the same
+parameters after 20 Adam steps to 1e-9 (the e3nn peer tests). So e3nn is the published torch code
+of this architecture, and ``benchmarks/tfn_e3nn.py`` trains it for the results table.
+
 :class:`NBodySE3TFN` is the published TFN baseline itself, block for block: the SE(3)-Transformer
 code's ``GConvSE3`` (:class:`~geomp_ref.layers.se3_tfn.SE3Conv`: kernels over every
 :math:`J`, the cross product included, radial networks with layer normalisation on the raw
