@@ -10,11 +10,11 @@ on 2 000 + 2 000 systems after epoch 0 and every 5th epoch), so that ``geomp-ref
 --model tfn`` has a torch run of the same architecture to be compared with
 (``benchmarks/nbody.py seeds --model tfn --peer tfn-e3nn``).
 
-The network is ``Network(irreps_in="1x0e+1x1o", irreps_hidden="Cx0e+Cx1o",
-irreps_out="1x1o", irreps_node_attr=None, irreps_edge_attr=<harmonics up to lmax>, layers=L-1,
-max_radius, number_of_basis, radial_layers, radial_neurons, num_neighbors=16, num_nodes=5,
-reduce_output=False)`` with the sizes of ``make_model("tfn")``; the input is ``[q, v]`` and the
-prediction ``x + output``, as in ``NBodyTFN``. One function of e3nn's module is stood in for:
+The network is ``Network(**make_model("tfn").e3nn_network_options())``: ``irreps_in="1x0e+1x1o"``,
+``irreps_hidden="16x0e+16x1o"``, ``irreps_out="1x1o"``, no node attributes, harmonics up to
+l = 2 as edge attributes, ``layers=3``, ``max_radius=20``, 20 Gaussians, radial network 2 x 32,
+``num_neighbors=16``, ``reduce_output=False``; the input is ``[q, v]`` and the prediction
+``x + output``, as in ``NBodyTFN``. One function of e3nn's module is stood in for:
 ``Network.forward`` builds its graph with the module's naive ``radius_graph``, which thresholds
 ``torch.cdist(pos, pos) > 0``, and ``cdist`` rounds some of the diagonal above 0 (58 spurious
 self pairs in a first batch of 100 systems); during each call that function is replaced by one
@@ -46,21 +46,13 @@ sys.path.insert(0, str(ROOT))
 def build(model, torch_dtype=None):
     """e3nn's ``gate_points_2101.Network`` with the sizes of ``model`` (an ``NBodyTFN``)."""
     import torch
-    from e3nn import o3
     from e3nn.nn.models.gate_points_2101 import Network
 
     old = torch.get_default_dtype()
     if torch_dtype is not None:
         torch.set_default_dtype(torch_dtype)  # e3nn builds its buffers in the default dtype
     try:
-        return Network(
-            irreps_in="1x0e+1x1o", irreps_hidden=f"{model.channels}x0e+{model.channels}x1o",
-            irreps_out="1x1o", irreps_node_attr=None,
-            irreps_edge_attr=o3.Irreps.spherical_harmonics(model.lmax),
-            layers=model.num_layers - 1, max_radius=model.max_radius,
-            number_of_basis=model.num_basis, radial_layers=model.radial_layers,
-            radial_neurons=model.radial_neurons, num_neighbors=16.0, num_nodes=5.0,
-            reduce_output=False)
+        return Network(**model.e3nn_network_options())
     finally:
         torch.set_default_dtype(old)
 

@@ -61,7 +61,8 @@ What :class:`NBodyTFN` is, exactly: e3nn's own model ``e3nn.nn.models.gate_point
 with ``irreps_in="1x0e+1x1o"``, ``irreps_hidden="16x0e+16x1o"``, ``irreps_out="1x1o"``, no node
 attributes, harmonics up to ``lmax`` as edge attributes, ``layers=3``, ``max_radius=20``,
 ``number_of_basis=20``, ``radial_layers=2``, ``radial_neurons=32``, ``num_neighbors=16`` and
-``reduce_output=False``, run on the complete graph of each system, plus :math:`x`: the same
+``reduce_output=False`` (:meth:`NBodyTFN.e3nn_network_options` returns them for any sizes),
+run on the complete graph of each system, plus :math:`x`: the same
 20 354 weights in the same layout, the same output and gradients to 1e-12, and the same
 parameters after 20 Adam steps to 1e-9 (the e3nn peer tests). So e3nn is the published torch code
 of this architecture, and ``benchmarks/tfn_e3nn.py`` trains it for the results table.
@@ -263,6 +264,25 @@ class NBodyTFN(Block):
     def init(self, rng) -> dict:
         rng = as_rng(rng, "rng")
         return {"layers": {str(k): c.init(rng) for k, c in enumerate(self.convs)}}
+
+    def e3nn_network_options(self) -> dict:
+        """Keyword arguments of e3nn's ``gate_points_2101.Network`` that build this network.
+
+        ``Network(**model.e3nn_network_options())`` holds the same weights as this model's params
+        (``layers[k].first`` is convolution k for k < L-1, ``layers[L-1]`` the last; leaves
+        ``sc``, ``lin1``, ``lin2`` and ``fc.layer<j>`` = ``radial/W<j>``, the same flat
+        layouts), and ``x + Network.forward`` on the complete graph of each system is this
+        model's output. Plain Python values (irreps as strings), so no e3nn import is needed.
+        """
+        return {"irreps_in": "1x0e+1x1o",
+                "irreps_hidden": f"{self.channels}x0e+{self.channels}x1o",
+                "irreps_out": "1x1o", "irreps_node_attr": None,
+                "irreps_edge_attr": str(self.convs[0].irreps_sh),
+                "layers": self.num_layers - 1, "max_radius": self.max_radius,
+                "number_of_basis": self.num_basis, "radial_layers": self.radial_layers,
+                "radial_neurons": self.radial_neurons,
+                "num_neighbors": self.convs[0].num_neighbors, "num_nodes": 5.0,
+                "reduce_output": False}
 
     def weight_normalization(self) -> dict:
         """Each convolution's :meth:`~geomp_ref.layers.tfn.TFNConv.weight_normalization`, in the

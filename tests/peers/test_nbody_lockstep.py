@@ -29,9 +29,9 @@ nn = torch.nn
 
 from geomp_ref import interop  # noqa: E402
 from geomp_ref.models.nbody import NBodyEGNN  # noqa: E402
-from geomp_ref.nbody import GeneratorConfig, NBodyDataset, write_dataset  # noqa: E402
 from geomp_ref.params import flatten  # noqa: E402
-from geomp_ref.train import Adam, mse_loss  # noqa: E402
+
+from ._lockstep import lockstep, small_nbody_set  # noqa: E402
 
 F64 = torch.float64
 HIDDEN, LAYERS, STEPS, BATCH = 16, 4, 20, 5
@@ -112,11 +112,7 @@ class EGNN_vel(nn.Module):  # noqa: N801
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    """Ten simulations of our generator, 300 steps: input frame 0, target frame 1."""
-    folder = tmp_path_factory.mktemp("nbody")
-    write_dataset(folder, GeneratorConfig(num_train=10, num_valid=1, num_test=1, length=300,
-                                          length_test=300, seed=43, suffix="lock"))
-    return NBodyDataset(folder, "train", suffix="lock", frames=(0, 1))
+    return small_nbody_set(tmp_path_factory.mktemp("nbody"))
 
 
 def _ours_from_torch(module):
@@ -129,45 +125,25 @@ def _ours_from_torch(module):
     return model, {"embedding": {"W0": p["W_in"], "b0": p["b_in"]}, "layers": p["layers"]}
 
 
-def _torch_step(module, opt, batch):
+def _torch_loss(module, batch):
     t = lambda a: torch.tensor(a, dtype=F64)  # noqa: E731
     x, v, q, target = t(batch.x), t(batch.v), t(batch.charges), t(batch.target)
     rows, cols = torch.tensor(batch.graph.dst), torch.tensor(batch.graph.src)
     speed = torch.sqrt((v ** 2).sum(dim=1, keepdim=True))
     dist = ((x[rows] - x[cols]) ** 2).sum(dim=1, keepdim=True)
     edge_attr = torch.cat([q[rows] * q[cols], dist], dim=1)
-    opt.zero_grad()
-    loss = nn.functional.mse_loss(module(speed, x, [rows, cols], v, edge_attr), target)
-    loss.backward()
-    opt.step()
-    return loss.item()
+    return nn.functional.mse_loss(module(speed, x, [rows, cols], v, edge_attr), target)
 
 
 def test_twenty_adam_steps_agree_with_torch(data):
     torch.manual_seed(0)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        module = EGNN_vel(1, 2, HIDDEN, n_layers=LAYERS).to(F64)
-        model, params = _ours_from_torch(module)
-        topt = torch.optim.Adam(module.parameters(), lr=LR, weight_decay=WD)
-        opt = Adam(LR, weight_decay=WD)
-        state = opt.init(params)
-        initial = params
-        rng = np.random.default_rng(0)
-        batches = [b for _ in range(STEPS // 2) for b in data.batches(BATCH, rng)][:STEPS]
-        assert len(batches) == STEPS
-        losses = []
-        for batch in batches:
-            pred, cache = model.forward(params, batch.graph, batch.x, batch.v, batch.charges)
-            loss, grad = mse_loss(pred, batch.target)
-            grads, _ = model.backward(params, cache, grad)
-            params, state = opt.step(params, grads, state)
-            losses.append((loss, _torch_step(module, topt, batch)))
-        _, theirs = _ours_from_torch(module)
-    finally:
-        torch.set_num_threads(before)
-    ours_loss, torch_loss = np.array(losses).T
+    module = EGNN_vel(1, 2, HIDDEN, n_layers=LAYERS).to(F64)
+    model, params = _ours_from_torch(module)
+    initial = params
+    params, losses = lockstep(model, params, module, lambda b: _torch_loss(module, b), data,
+                              lr=LR, weight_decay=WD, steps=STEPS, batch_size=BATCH)
+    _, theirs = _ours_from_torch(module)
+    ours_loss, torch_loss = losses.T
     np.testing.assert_allclose(ours_loss, torch_loss, rtol=1e-10)
     assert ours_loss[-1] < ours_loss[0]  # it trained
     for key, ours in flatten(params).items():

@@ -25,9 +25,9 @@ from e3nn import o3 as eo3  # noqa: E402
 from e3nn.nn.models import gate_points_2101 as gp  # noqa: E402
 
 from geomp_ref.models.nbody import make_model  # noqa: E402
-from geomp_ref.nbody import GeneratorConfig, NBodyDataset, write_dataset  # noqa: E402
 from geomp_ref.params import flatten  # noqa: E402
-from geomp_ref.train import Adam, mse_loss  # noqa: E402
+
+from ._lockstep import lockstep, small_nbody_set  # noqa: E402
 
 F64 = torch.float64
 STEPS, BATCH, LR, WD = 20, 5, 1e-3, 1e-12
@@ -43,22 +43,13 @@ def _float64():
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    """Ten simulations of our generator, 300 steps: input frame 0, target frame 1."""
-    folder = tmp_path_factory.mktemp("nbody_tfn")
-    write_dataset(folder, GeneratorConfig(num_train=10, num_valid=1, num_test=1, length=300,
-                                          length_test=300, seed=43, suffix="tfn"))
-    return NBodyDataset(folder, "train", suffix="tfn", frames=(0, 1))
+    return small_nbody_set(tmp_path_factory.mktemp("nbody_tfn"))
 
 
 def _network(model):
-    return gp.Network(
-        irreps_in="1x0e+1x1o", irreps_hidden=f"{model.channels}x0e+{model.channels}x1o",
-        irreps_out="1x1o", irreps_node_attr=None,
-        irreps_edge_attr=eo3.Irreps.spherical_harmonics(model.lmax),
-        layers=model.num_layers - 1, max_radius=model.max_radius,
-        number_of_basis=model.num_basis, radial_layers=model.radial_layers,
-        radial_neurons=model.radial_neurons, num_neighbors=16.0, num_nodes=5.0,
-        reduce_output=False)
+    net = gp.Network(**model.e3nn_network_options())
+    assert str(net.irreps_edge_attr) == str(eo3.Irreps.spherical_harmonics(model.lmax))
+    return net
 
 
 def _convs(net):
@@ -100,8 +91,13 @@ def _rel(a, b):
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
 
 
-def test_nbody_tfn_is_e3nn_network(data, monkeypatch):
-    model = make_model("tfn")
+@pytest.mark.parametrize("options", [
+    {},  # the published N-body configuration
+    {"channels": 3, "num_layers": 2, "lmax": 1, "max_radius": 4.0, "num_basis": 5,
+     "radial_neurons": 7, "radial_layers": 1},
+])
+def test_nbody_tfn_is_e3nn_network(data, monkeypatch, options):
+    model = make_model("tfn", **options)
     params = model.init(np.random.default_rng(3))
     net = _network(model)
     _load(net, params)
@@ -129,32 +125,13 @@ def test_twenty_adam_steps_agree_with_e3nn(data, monkeypatch):
     initial = flatten(params)
     net = _network(model)
     _load(net, params)
-    topt = torch.optim.Adam(net.parameters(), lr=LR, weight_decay=WD)
-    opt = Adam(LR, weight_decay=WD)
-    state = opt.init(params)
-    rng = np.random.default_rng(0)
-    batches = [b for _ in range(STEPS // 2) for b in data.batches(BATCH, rng)][:STEPS]
-    assert len(batches) == STEPS
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    losses = []
-    try:
-        for b in batches:
-            pred, cache = model.forward(params, b.graph, b.x, b.v, b.charges)
-            loss, grad = mse_loss(pred, b.target)
-            g, _ = model.backward(params, cache, grad)
-            params, state = opt.step(params, g, state)
-
-            t = lambda a: torch.tensor(a)  # noqa: E731
-            topt.zero_grad()
-            tloss = torch.nn.functional.mse_loss(
-                _predict(net, monkeypatch, b.graph, t(b.x), t(b.v), t(b.charges)), t(b.target))
-            tloss.backward()
-            topt.step()
-            losses.append((loss, tloss.item()))
-    finally:
-        torch.set_num_threads(before)
-    ours_loss, torch_loss = np.array(losses).T
+    t = lambda a: torch.tensor(a)  # noqa: E731
+    params, losses = lockstep(
+        model, params, net,
+        lambda b: torch.nn.functional.mse_loss(
+            _predict(net, monkeypatch, b.graph, t(b.x), t(b.v), t(b.charges)), t(b.target)),
+        data, lr=LR, weight_decay=WD, steps=STEPS, batch_size=BATCH)
+    ours_loss, torch_loss = losses.T
     np.testing.assert_allclose(ours_loss, torch_loss, rtol=1e-10)
     assert ours_loss[-1] < ours_loss[0]  # it trained
     for key, ours in flatten(params).items():

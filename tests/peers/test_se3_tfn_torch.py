@@ -237,13 +237,10 @@ def test_twenty_adam_steps_agree_with_torch(tmp_path):
     with autograd and torch.optim.Adam: same weights, same batches of our generator's data, the
     published learning rate 1e-3 and weight decay 1e-12; after 20 steps every parameter agrees to
     1e-9 relative."""
-    from geomp_ref.nbody import GeneratorConfig, NBodyDataset, write_dataset
-    from geomp_ref.train import Adam, mse_loss
+    from ._lockstep import lockstep, small_nbody_set
 
     D = _doubles()
-    write_dataset(tmp_path, GeneratorConfig(num_train=10, num_valid=1, num_test=1, length=300,
-                                            length_test=300, seed=43, suffix="lock"))
-    data = NBodyDataset(tmp_path, "train", suffix="lock", frames=(0, 1))
+    data = small_nbody_set(tmp_path)
     model = NBodySE3TFN(channels=4, num_layers=3)
     params = model.init(np.random.default_rng(3))
     tm = D.OursTFN(num_layers=3, num_channels=4, num_degrees=2)
@@ -251,35 +248,18 @@ def test_twenty_adam_steps_agree_with_torch(tmp_path):
         _load_conv(model.convs[k], tm.block0[2 * k], params["conv"][str(k)])
         if k < 2:
             _load_norm(tm.block0[2 * k + 1], params["norm"][str(k)])
-    lr, wd, steps = 1e-3, 1e-12, 20
-    topt = torch.optim.Adam(tm.parameters(), lr=lr, weight_decay=wd)
-    opt = Adam(lr, weight_decay=wd)
-    state = opt.init(params)
     initial = params
-    rng = np.random.default_rng(0)
-    batches = [b for _ in range(steps // 2) for b in data.batches(5, rng)][:steps]
-    assert len(batches) == steps
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    losses = []
-    try:
-        for batch in batches:
-            pred, cache = model.forward(params, batch.graph, batch.x, batch.v, batch.charges)
-            loss, grad = mse_loss(pred, batch.target)
-            grads, _ = model.backward(params, cache, grad)
-            params, state = opt.step(params, grads, state)
-            G = D.Graph(batch.graph.src, batch.graph.dst, batch.graph.num_nodes)
-            x = _T(batch.x)
-            G.ndata["f"], G.ndata["f1"] = _T(batch.charges).unsqueeze(2), _T(batch.v).unsqueeze(1)
-            G.edata["d"] = x[G.dst] - x[G.src]
-            topt.zero_grad()
-            tloss = torch.nn.functional.mse_loss(tm(G)["1"].view(-1, 3) + x, _T(batch.target))
-            tloss.backward()
-            topt.step()
-            losses.append((loss, tloss.item()))
-    finally:
-        torch.set_num_threads(before)
-    ours_loss, torch_loss = np.array(losses).T
+
+    def loss_of(batch):
+        G = D.Graph(batch.graph.src, batch.graph.dst, batch.graph.num_nodes)
+        x = _T(batch.x)
+        G.ndata["f"], G.ndata["f1"] = _T(batch.charges).unsqueeze(2), _T(batch.v).unsqueeze(1)
+        G.edata["d"] = x[G.dst] - x[G.src]
+        return torch.nn.functional.mse_loss(tm(G)["1"].view(-1, 3) + x, _T(batch.target))
+
+    params, losses = lockstep(model, params, tm, loss_of, data, lr=1e-3,
+                              weight_decay=1e-12)
+    ours_loss, torch_loss = losses.T
     np.testing.assert_allclose(ours_loss, torch_loss, rtol=1e-10)
     assert ours_loss[-1] < ours_loss[0]
     init_leaves = {name: a for name, a, _ in _pairs_of_leaves(model, initial, tm)}
