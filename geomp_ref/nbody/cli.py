@@ -65,6 +65,7 @@ reaches a state the published generator refuses.
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import os
 import sys
@@ -226,7 +227,7 @@ def _train(args) -> int:
     ponita = args.model == "ponita"
     try:
         if ponita:  # decay on the weights of linear maps ("W..."), not on the others
-            decay = _decay_tree(block.param_shapes(), float(args.weight_decay))
+            decay = _weights_decay(block.param_shapes(), float(args.weight_decay))
             optimizer = Adam(lr, weight_decay=decay)
         else:
             optimizer = Adam(lr, weight_decay=args.weight_decay)
@@ -285,8 +286,7 @@ def _train(args) -> int:
                  "eval_phase": args.eval_every - 1}
         if not args.resume:
             # calibrate on the batch the first step will see (a copy of the generator's state)
-            peek = np.random.default_rng()
-            peek.bit_generator.state = rng.bit_generator.state
+            peek = copy.deepcopy(rng)
             first = next(_rotated_batches(train_set, args.batch_size, peek))
             params = block.calibrate(params, first.graph, *inputs_of(first))
             del first, peek
@@ -321,10 +321,10 @@ def _train(args) -> int:
     return 0
 
 
-def _decay_tree(shapes, value: float):
+def _weights_decay(shapes, value: float):
     """Weight decay per leaf of a params tree: ``value`` on weights (leaves named ``W...``), 0
     on biases, normalisation parameters and layer scales (PONITA's parameter groups)."""
-    return {k: _decay_tree(v, value) if isinstance(v, dict) else
+    return {k: _weights_decay(v, value) if isinstance(v, dict) else
             (value if k.startswith("W") else 0.0) for k, v in shapes.items()}
 
 

@@ -241,12 +241,10 @@ def fit(params, optimizer, loss_and_grad, train_batches, *, epochs: int, evaluat
             t0 = time.perf_counter()
             total = weight_sum = 0.0
             lr = None if lr_schedule is None else float(lr_schedule(epoch))
+            step_kw = {} if lr is None else {"lr": lr}  # optimizers without a schedule: no lr=
             for batch in train_batches(epoch):
                 loss, grads = loss_and_grad(params, batch)
-                if lr is None:
-                    params, state = optimizer.step(params, grads, state)
-                else:
-                    params, state = optimizer.step(params, grads, state, lr=lr)
+                params, state = optimizer.step(params, grads, state, **step_kw)
                 w = 1.0 if batch_weight is None else float(batch_weight(batch))
                 total += float(loss) * w
                 weight_sum += w

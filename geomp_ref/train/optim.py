@@ -145,7 +145,9 @@ class Adam:
         beta1, beta2 = self.betas
         lr = self.lr if lr is None else _nonneg_float(lr, "lr")
         eps = self.eps
-        wd_tree = _decay_tree(self.weight_decay, params)
+        wd = self.weight_decay
+        if isinstance(wd, dict):
+            wd = _decay_tree(wd, params)  # checked against the params' structure
         step = state.step + 1
         # torch reads its float32 step counter back as a Python float
         bias1 = 1 - beta1 ** float(step)
@@ -165,14 +167,16 @@ class Adam:
             return np.asarray(new_p), np.asarray(m), np.asarray(v)
 
         new_params, exp_avg, exp_avg_sq = _walk(leaf, params, grads, state.exp_avg,
-                                                state.exp_avg_sq, wd_tree)
+                                                state.exp_avg_sq, wd)
         return new_params, AdamState(step, exp_avg, exp_avg_sq)
 
 
 def _walk(fn, p, g, m, v, wd):
-    """Apply ``fn(p, g, m, v, wd) -> (p', m', v')`` leaf by leaf; returns the three new trees."""
+    """Apply ``fn(p, g, m, v, wd) -> (p', m', v')`` leaf by leaf; returns the three new trees
+    (``wd``: a tree like ``p``, or one number for every leaf)."""
     if isinstance(p, dict):
-        out = {k: _walk(fn, p[k], g[k], m[k], v[k], wd[k]) for k in p}
+        sub = wd if not isinstance(wd, dict) else None
+        out = {k: _walk(fn, p[k], g[k], m[k], v[k], wd[k] if sub is None else sub) for k in p}
         return tuple({k: out[k][i] for k in p} for i in range(3))
     return fn(p, g, m, v, wd)
 

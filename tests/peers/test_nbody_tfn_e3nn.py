@@ -134,7 +134,8 @@ def test_twenty_adam_steps_agree_with_e3nn(data, monkeypatch):
     ours_loss, torch_loss = losses.T
     np.testing.assert_allclose(ours_loss, torch_loss, rtol=1e-10)
     assert ours_loss[-1] < ours_loss[0]  # it trained
+    named = _named(net)
     for key, ours in flatten(params).items():
-        ref = _named(net)[key].detach().numpy()
+        ref = named[key].detach().numpy()
         assert _rel(ours, ref) <= 1e-9, f"{key} after {STEPS} steps"
         assert not np.array_equal(ours, initial[key]), f"{key} did not train"

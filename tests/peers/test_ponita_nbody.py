@@ -22,7 +22,7 @@ pytest.importorskip("torch_geometric.nn")
 
 from geomp_ref.graph import make_graph  # noqa: E402
 from geomp_ref.models.nbody_ponita import NBodyPONITA, with_self_loops  # noqa: E402
-from geomp_ref.nbody.cli import _decay_tree  # noqa: E402
+from geomp_ref.nbody.cli import _weights_decay  # noqa: E402
 from geomp_ref.params import flatten  # noqa: E402
 from geomp_ref.train import Adam, clip_grad_norm  # noqa: E402
 
@@ -270,7 +270,7 @@ def test_training_steps_in_lockstep_with_the_published_recipe(rng):
     ours = _ours()
     params = params_from(m)
     topt = torch.optim.Adam(optimizer_groups(m, wd), lr=1e-2)
-    opt = Adam(1e-2, weight_decay=_decay_tree(ours.param_shapes(), wd))
+    opt = Adam(1e-2, weight_decay=_weights_decay(ours.param_shapes(), wd))
     state = opt.init(params)
     clipped = 0
     for step in range(8):
